@@ -1,0 +1,100 @@
+"""``Settings``: every knob of braid in one pydantic-settings class.
+
+Environment variables use the ``BRAID_`` prefix and ``__`` between a section and its field:
+``BRAID_DATA_DIR``, ``BRAID_QDRANT__URL``, ``BRAID_FUSION__RRF_K``. Build it once per process
+(``Settings()``) and pass it down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from engine.embedder import DEFAULT_MODEL
+from engine.fusion import RRF_K
+
+
+class EmbedderSettings(BaseModel):
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    cpu_threads: int | None = Field(default=None, ge=1, description="torch threads on the CPU")
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    batch_size: int = Field(default=64, ge=1, le=4096)
+    max_seq_length: int | None = Field(default=None, ge=8)
+
+
+class RerankerSettings(BaseModel):
+    enabled: bool = True
+    model: str | None = Field(
+        default=None, description="CrossEncoder name or folder; none configured means no reranking"
+    )
+    device: str = "auto"
+    backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    max_length: int = Field(default=256, ge=16, le=4096)
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    depth: int = Field(default=30, ge=1, le=1000, description="fused candidates that are reranked")
+
+
+class QdrantSettings(BaseModel):
+    mode: Literal["edge", "server", "local"] = Field(
+        default="edge",
+        description="edge: embedded Qdrant Edge (default); server: a Qdrant URL; "
+        "local: qdrant-client's brute-force local mode (tests, tiny corpora)",
+    )
+    url: str | None = None
+    api_key: SecretStr | None = None
+    collection: str = "braid_chunks"
+    timeout_s: int = Field(default=30, ge=1)
+    prefer_grpc: bool = False
+    search_threads: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _url_for_server(self) -> QdrantSettings:
+        if self.mode == "server" and not self.url:
+            raise ValueError("qdrant.mode 'server' needs qdrant.url (BRAID_QDRANT__URL)")
+        return self
+
+
+class TantivySettings(BaseModel):
+    writer_threads: int = Field(default=1, ge=1, le=16)
+
+
+class FusionSettings(BaseModel):
+    method: Literal["rrf", "convex"] = "rrf"
+    rrf_k: float = Field(default=RRF_K, gt=0)
+    weights: dict[str, float] = Field(default_factory=lambda: {"bm25": 1.0, "dense": 1.0})
+    candidates: int = Field(default=100, ge=1, le=10_000, description="hits per retriever")
+
+    @model_validator(mode="after")
+    def _known_retrievers(self) -> FusionSettings:
+        unknown = set(self.weights) - {"bm25", "dense"}
+        if unknown:
+            raise ValueError(f"fusion.weights: unknown retrievers {sorted(unknown)}")
+        if any(w < 0 for w in self.weights.values()):
+            raise ValueError("fusion.weights must not be negative")
+        return self
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BRAID_", env_nested_delimiter="__", extra="ignore", env_file=None
+    )
+
+    data_dir: Path = Path("braid-data")
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    reranker: RerankerSettings = Field(default_factory=RerankerSettings)
+    qdrant: QdrantSettings = Field(default_factory=QdrantSettings)
+    tantivy: TantivySettings = Field(default_factory=TantivySettings)
+    fusion: FusionSettings = Field(default_factory=FusionSettings)
+
+    @property
+    def dense_dir(self) -> Path:
+        return self.data_dir / "dense"
+
+    @property
+    def sparse_dir(self) -> Path:
+        return self.data_dir / "sparse"

@@ -1,0 +1,1 @@
+"""Dense vector stores: Qdrant Edge (embedded default) and Qdrant through qdrant-client."""

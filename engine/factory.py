@@ -1,0 +1,119 @@
+"""Build the engine's parts from ``Settings``: the one place that picks implementations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.config import Settings
+from engine.errors import BackendUnavailableError, BraidError
+from engine.protocols import DenseStore, Embedder, Reranker, SparseStore
+from engine.searcher import HybridSearcher, SearchDefaults
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    from engine.embedder import SentenceTransformerEmbedder
+
+    cfg = settings.embedder
+    return SentenceTransformerEmbedder(
+        cfg.model,
+        device=cfg.device,
+        cpu_threads=cfg.cpu_threads,
+        query_prefix=cfg.query_prefix,
+        passage_prefix=cfg.passage_prefix,
+        batch_size=cfg.batch_size,
+        max_seq_length=cfg.max_seq_length,
+    )
+
+
+def build_reranker(settings: Settings) -> Reranker | None:
+    cfg = settings.reranker
+    if not cfg.enabled or not cfg.model:
+        return None
+    from engine.reranker import CrossEncoderReranker
+
+    return CrossEncoderReranker(
+        cfg.model,
+        device=cfg.device,
+        cpu_threads=settings.embedder.cpu_threads,
+        max_length=cfg.max_length,
+        batch_size=cfg.batch_size,
+        backend=cfg.backend,
+    )
+
+
+def build_dense_store(settings: Settings, embedder: Embedder) -> DenseStore:
+    cfg = settings.qdrant
+    if cfg.mode == "edge":
+        from engine.dense.edge import QdrantEdgeDenseStore
+
+        return QdrantEdgeDenseStore(settings.dense_dir, embedder.info, search_threads=cfg.search_threads)
+    from qdrant_client import QdrantClient
+
+    from engine.dense.qdrant import QdrantDenseStore
+
+    try:
+        if cfg.mode == "local":
+            client = QdrantClient(path=str(settings.data_dir / "qdrant-local"))
+        else:
+            client = QdrantClient(
+                url=cfg.url,
+                api_key=cfg.api_key.get_secret_value() if cfg.api_key else None,
+                timeout=cfg.timeout_s,
+                prefer_grpc=cfg.prefer_grpc,
+            )
+    except (RuntimeError, ValueError) as exc:  # local mode: folder already in use
+        raise BackendUnavailableError(f"cannot open Qdrant ({cfg.mode}): {exc}") from exc
+    return QdrantDenseStore(client, cfg.collection, embedder.info)
+
+
+def build_sparse_store(settings: Settings, *, read_only: bool = False) -> SparseStore:
+    from engine.sparse.tantivy_store import TantivySparseStore
+
+    return TantivySparseStore(
+        settings.sparse_dir, read_only=read_only, writer_threads=settings.tantivy.writer_threads
+    )
+
+
+def search_defaults(settings: Settings) -> SearchDefaults:
+    return SearchDefaults(
+        weights=dict(settings.fusion.weights),
+        rrf_k=settings.fusion.rrf_k,
+        candidates=settings.fusion.candidates,
+        rerank_depth=settings.reranker.depth,
+        fusion=settings.fusion.method,
+    )
+
+
+@dataclass
+class Engine:
+    """Everything a process needs to search and write one data dir."""
+
+    embedder: Embedder
+    dense: DenseStore
+    sparse: SparseStore
+    searcher: HybridSearcher
+
+    def close(self) -> None:
+        self.searcher.close()
+        self.sparse.close()
+        self.dense.close()
+
+
+def build_engine(settings: Settings, *, read_only: bool = False) -> Engine:
+    """Load the models and open both stores of ``settings.data_dir``.
+
+    Raises:
+        ModelMismatchError: the dense store was built with another embedding model.
+        IndexLockedError: another process writes the stores.
+    """
+    embedder = build_embedder(settings)
+    dense = build_dense_store(settings, embedder)
+    try:
+        sparse = build_sparse_store(settings, read_only=read_only)
+    except BraidError:
+        dense.close()
+        raise
+    searcher = HybridSearcher(
+        embedder, dense, sparse, build_reranker(settings), search_defaults(settings)
+    )
+    return Engine(embedder=embedder, dense=dense, sparse=sparse, searcher=searcher)

@@ -1,0 +1,108 @@
+"""Typed records that flow through the engine: chunks, model identities, hits, responses."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+MetadataValue = str | int | float | bool | list[str]
+Metadata = Mapping[str, MetadataValue]
+SearchMode = Literal["bm25", "dense", "hybrid"]
+RETRIEVERS: tuple[str, ...] = ("bm25", "dense")
+
+# Fixed namespace so that point ids are the same on every machine and every run:
+# a replayed ingest overwrites points instead of duplicating them.
+POINT_ID_NAMESPACE = uuid.UUID("5b1f6c2e-8f0a-4d3e-9c57-b5a1d0e2f4a9")
+
+
+def point_id_for(doc_id: str, chunk_index: int) -> str:
+    """Deterministic Qdrant point id (uuid5) of one chunk of one document."""
+    return str(uuid.uuid5(POINT_ID_NAMESPACE, f"{doc_id}\x1f{chunk_index}"))
+
+
+def chunk_id_for(doc_id: str, chunk_index: int) -> str:
+    """Human-readable chunk id, stable across runs."""
+    return f"{doc_id}#{chunk_index}"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """Identity of an embedding model: what a dense index was built with."""
+
+    model_id: str
+    version: str
+    dim: int
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One indexed unit: a piece of a document with the document's title and metadata.
+
+    ``start``/``end`` are character offsets of ``text`` inside the document body.
+    ``content_hash`` is the hash of the whole document, so every chunk says which version
+    of its document it came from.
+    """
+
+    doc_id: str
+    chunk_index: int
+    text: str
+    title: str = ""
+    metadata: Metadata = field(default_factory=dict)
+    content_hash: str = ""
+    start: int = 0
+    end: int = 0
+
+    @property
+    def chunk_id(self) -> str:
+        return chunk_id_for(self.doc_id, self.chunk_index)
+
+    @property
+    def point_id(self) -> str:
+        return point_id_for(self.doc_id, self.chunk_index)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredPoint:
+    """A retriever's raw answer: a chunk's point id and the retriever's own score."""
+
+    point_id: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class StageScore:
+    """Where one stage put a hit: 1-based rank and that stage's score."""
+
+    rank: int
+    score: float
+
+
+@dataclass(slots=True)
+class Hit:
+    """A search result with the evidence of every stage that saw it (explain)."""
+
+    point_id: str
+    score: float
+    stages: dict[str, StageScore] = field(default_factory=dict)
+    chunk: Chunk | None = None
+
+    @property
+    def doc_id(self) -> str:
+        return self.chunk.doc_id if self.chunk else ""
+
+    @property
+    def chunk_id(self) -> str:
+        return self.chunk.chunk_id if self.chunk else ""
+
+
+@dataclass(slots=True)
+class SearchResponse:
+    """Hits best first, per-stage timings in milliseconds and the models that produced them."""
+
+    hits: list[Hit]
+    timings_ms: dict[str, float]
+    mode: SearchMode
+    embedding_model: ModelInfo | None = None
+    reranker_model: str | None = None

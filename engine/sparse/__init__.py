@@ -1,0 +1,1 @@
+"""Sparse (BM25) stores: Tantivy on disk."""

@@ -1,0 +1,277 @@
+"""``TantivySparseStore``: BM25 over chunks in a Tantivy index on disk.
+
+Layout: ``content`` (title + text, ``en_stem``: simple tokenizer, lowercase, English
+Snowball stemmer) is the one BM25 field, as Anserini's "flat" BEIR baseline indexes it;
+``key_hi``/``key_lo`` are the point id's two 64-bit halves in fast fields, so a hit maps to
+its point id without loading the stored document; ``payload`` keeps the chunk for ``fetch``;
+``meta``/``num``/``dt`` hold metadata for filtering (see ``tantivy_filters``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import tantivy
+
+from engine.errors import BackendUnavailableError, IndexLockedError
+from engine.filters import FilterExpr, iso_to_epoch
+from engine.models import Chunk, ScoredPoint
+from engine.payload import chunk_from_payload, chunk_payload
+from engine.sparse.tantivy_filters import ordered_code, to_tantivy_query
+
+BM25_FIELD = "content"
+MAX_TOKEN_LENGTH = 40  # Tantivy's en_stem drops tokens longer than this (RemoveLongFilter)
+WRITER_HEAP_BYTES = 128_000_000
+_SCROLL_PAGE = 10_000
+
+
+def build_schema() -> tantivy.Schema:
+    """The index schema (changing it needs a re-index)."""
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("point_id", stored=False, tokenizer_name="raw", index_option="basic")
+    builder.add_text_field("doc_id", stored=False, tokenizer_name="raw", index_option="basic")
+    builder.add_unsigned_field("key_hi", stored=False, indexed=False, fast=True)
+    builder.add_unsigned_field("key_lo", stored=False, indexed=False, fast=True)
+    builder.add_text_field(BM25_FIELD, stored=False, tokenizer_name="en_stem", index_option="freq")
+    builder.add_json_field("meta", stored=False, tokenizer_name="raw", index_option="basic")
+    builder.add_json_field("num", stored=False, fast=True, tokenizer_name="raw", index_option="basic")
+    builder.add_json_field("dt", stored=False, fast=True, tokenizer_name="raw", index_option="basic")
+    builder.add_bytes_field("payload", stored=True, indexed=False)
+    return builder.build()
+
+
+def query_analyzer() -> tantivy.TextAnalyzer:
+    """The same analysis chain as Tantivy's built-in ``en_stem``, for query text."""
+    return (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+        .filter(tantivy.Filter.remove_long(MAX_TOKEN_LENGTH))
+        .filter(tantivy.Filter.lowercase())
+        .filter(tantivy.Filter.stemmer("english"))
+        .build()
+    )
+
+
+def bm25_text(chunk: Chunk) -> str:
+    """What BM25 sees of a chunk: its title, then its text."""
+    return f"{chunk.title}\n{chunk.text}" if chunk.title else chunk.text
+
+
+class TantivySparseStore:
+    """BM25 store on a Tantivy index directory; one writer per index (a file lock)."""
+
+    def __init__(
+        self, path: str | Path, *, read_only: bool = False, writer_threads: int = 1
+    ) -> None:
+        """Open or create the index at ``path``.
+
+        Args:
+            path: index directory (created when missing).
+            read_only: open without a writer (another process writes; call ``reload()``).
+            writer_threads: Tantivy indexing threads.
+
+        Raises:
+            IndexLockedError: another process holds the writer lock.
+            BackendUnavailableError: the directory is not a compatible index.
+        """
+        self._path = Path(path)
+        self._path.mkdir(parents=True, exist_ok=True)
+        try:
+            self._index = tantivy.Index(build_schema(), path=str(self._path), reuse=True)
+        except ValueError as exc:
+            raise BackendUnavailableError(f"cannot open Tantivy index at {self._path}: {exc}") from exc
+        self._schema = self._index.schema
+        self._analyzer = query_analyzer()
+        self._lock = threading.Lock()
+        self._writer: tantivy.IndexWriter | None = None
+        self._read_only = read_only
+        self._writer_threads = writer_threads
+        if not read_only:
+            self._writer = self._open_writer()
+        self._index.reload()
+
+    def _open_writer(self) -> tantivy.IndexWriter:
+        try:
+            return self._index.writer(heap_size=WRITER_HEAP_BYTES, num_threads=self._writer_threads)
+        except ValueError as exc:
+            if "LockBusy" in str(exc):
+                raise IndexLockedError(
+                    f"the Tantivy index at {self._path} is being written by another process"
+                ) from exc
+            raise BackendUnavailableError(str(exc)) from exc
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def _require_writer(self) -> tantivy.IndexWriter:
+        if self._writer is None:
+            raise IndexLockedError(f"the Tantivy index at {self._path} is open read-only")
+        return self._writer
+
+    def upsert(self, chunks: Sequence[Chunk]) -> None:
+        """Add chunks, replacing any stored chunk with the same point id (visible after commit)."""
+        writer = self._require_writer()
+        with self._lock:
+            for chunk in chunks:
+                writer.delete_documents_by_term("point_id", chunk.point_id)
+                writer.add_document(self._document(chunk))
+
+    def _document(self, chunk: Chunk) -> tantivy.Document:
+        key = uuid.UUID(chunk.point_id).int
+        doc = tantivy.Document()
+        doc.add_text("point_id", chunk.point_id)
+        doc.add_text("doc_id", chunk.doc_id)
+        doc.add_unsigned("key_hi", key >> 64)
+        doc.add_unsigned("key_lo", key & 0xFFFF_FFFF_FFFF_FFFF)
+        doc.add_text(BM25_FIELD, bm25_text(chunk))
+        meta, num, dt = _split_metadata(chunk)
+        if meta:
+            doc.add_json("meta", meta)
+        if num:
+            doc.add_json("num", num)
+        if dt:
+            doc.add_json("dt", dt)
+        doc.add_bytes("payload", json.dumps(chunk_payload(chunk)).encode())
+        return doc
+
+    def delete_docs(self, doc_ids: Sequence[str]) -> None:
+        """Delete every chunk of these documents (visible after commit)."""
+        writer = self._require_writer()
+        with self._lock:
+            for doc_id in doc_ids:
+                writer.delete_documents_by_term("doc_id", doc_id)
+
+    def commit(self) -> None:
+        """Make buffered writes durable and visible to searches."""
+        writer = self._require_writer()
+        with self._lock:
+            writer.commit()
+        self._index.reload()
+
+    def rollback(self) -> None:
+        """Drop writes buffered since the last commit."""
+        writer = self._require_writer()
+        with self._lock:
+            writer.rollback()
+
+    def reload(self) -> None:
+        """See the latest commit (a reader whose writer lives in another process)."""
+        self._index.reload()
+
+    def analyze(self, text: str) -> list[str]:
+        """Terms of ``text`` as the index sees them."""
+        return list(self._analyzer.analyze(text))
+
+    def search(
+        self, query: str, limit: int, filter: FilterExpr | None = None
+    ) -> list[ScoredPoint]:
+        """Best ``limit`` chunks by BM25 (k1 1.2, b 0.75), best first.
+
+        Every query term is an OR-ed term query on ``content`` (no query syntax, so user text
+        cannot fail to parse). The filter is a zero-score required clause: it restricts the
+        candidates before top-k and leaves BM25 scores unchanged.
+        """
+        terms = self.analyze(query)
+        if not terms or limit <= 0:
+            return []
+        text_query = tantivy.Query.boolean_query(
+            [
+                (tantivy.Occur.Should, tantivy.Query.term_query(self._schema, BM25_FIELD, term))
+                for term in terms
+            ]
+        )
+        if filter is not None:
+            text_query = tantivy.Query.boolean_query(
+                [
+                    (tantivy.Occur.Must, text_query),
+                    (
+                        tantivy.Occur.Must,
+                        tantivy.Query.const_score_query(to_tantivy_query(filter, self._index), 0.0),
+                    ),
+                ]
+            )
+        searcher = self._index.searcher()
+        hits = searcher.search(text_query, limit, count=False).hits
+        return _sorted(zip(self._point_ids(searcher, [a for _, a in hits]), (s for s, _ in hits), strict=True))
+
+    @staticmethod
+    def _point_ids(searcher: tantivy.Searcher, addresses: list[tantivy.DocAddress]) -> list[str]:
+        his = searcher.fast_field_values("key_hi", addresses)
+        los = searcher.fast_field_values("key_lo", addresses)
+        return [str(uuid.UUID(int=(int(hi) << 64) | int(lo))) for hi, lo in zip(his, los, strict=True)]  # type: ignore[arg-type]
+
+    def fetch(self, point_ids: Sequence[str]) -> dict[str, Chunk]:
+        """Stored chunks by point id."""
+        if not point_ids:
+            return {}
+        query = tantivy.Query.term_set_query(self._schema, "point_id", list(point_ids))
+        return {c.point_id: c for c in self._stored(query, len(point_ids))}
+
+    def _stored(self, query: tantivy.Query, limit: int) -> Iterable[Chunk]:
+        searcher = self._index.searcher()
+        for _, address in searcher.search(query, limit, count=False).hits:
+            raw = searcher.doc(address).get_first("payload")
+            yield chunk_from_payload(json.loads(bytes(raw)))
+
+    def chunks(self, filter: FilterExpr | None = None) -> Iterable[Chunk]:
+        """Every stored chunk matching ``filter`` (all of them without one)."""
+        query = tantivy.Query.all_query() if filter is None else to_tantivy_query(filter, self._index)
+        searcher = self._index.searcher()
+        total = searcher.search(query, 0, count=True).count
+        offset = 0
+        while offset < total:
+            page = searcher.search(query, _SCROLL_PAGE, count=False, offset=offset).hits
+            for _, address in page:
+                yield chunk_from_payload(json.loads(bytes(searcher.doc(address).get_first("payload"))))
+            offset += _SCROLL_PAGE
+
+    def doc_ids(self, filter: FilterExpr | None = None) -> set[str]:
+        """Ids of documents with a chunk matching ``filter``."""
+        return {chunk.doc_id for chunk in self.chunks(filter)}
+
+    def count(self) -> int:
+        """Live (not deleted) chunks in the last committed state."""
+        return int(self._index.searcher().num_docs)
+
+    def num_segments(self) -> int:
+        return int(self._index.searcher().num_segments)
+
+    def optimize(self) -> None:
+        """Wait for merges; full compaction of deletes arrives with the ingestion worker."""
+        writer = self._require_writer()
+        with self._lock:
+            writer.commit()
+            writer.garbage_collect_files()
+        self._index.reload()
+
+    def close(self) -> None:
+        """Release the writer lock (uncommitted writes are dropped)."""
+        with self._lock:
+            if self._writer is not None:
+                self._writer.rollback()
+                self._writer.wait_merging_threads()
+                self._writer = None
+
+
+def _split_metadata(chunk: Chunk) -> tuple[dict[str, object], dict[str, int], dict[str, int]]:
+    meta: dict[str, object] = {}
+    num: dict[str, int] = {}
+    dt: dict[str, int] = {}
+    for key, value in chunk.metadata.items():
+        if isinstance(value, bool) or isinstance(value, list):
+            meta[key] = value
+        elif isinstance(value, int | float):
+            num[key] = ordered_code(float(value))
+        else:
+            meta[key] = value
+            if (epoch := iso_to_epoch(value)) is not None:
+                dt[key] = ordered_code(epoch)
+    return meta, num, dt
+
+
+def _sorted(pairs: Iterable[tuple[str, float]]) -> list[ScoredPoint]:
+    return [ScoredPoint(pid, float(score)) for pid, score in sorted(pairs, key=lambda p: (-p[1], p[0]))]
