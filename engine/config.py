@@ -63,6 +63,13 @@ class TantivySettings(BaseModel):
     writer_threads: int = Field(default=1, ge=1, le=16)
 
 
+class ChunkingSettings(BaseModel):
+    max_tokens: int | None = Field(
+        default=None, ge=32, description="tokens per chunk; default: the embedder's max_seq_length"
+    )
+    overlap_tokens: int = Field(default=32, ge=0)
+
+
 class FusionSettings(BaseModel):
     method: Literal["rrf", "convex"] = "rrf"
     rrf_k: float = Field(default=RRF_K, gt=0)
@@ -90,6 +97,7 @@ class Settings(BaseSettings):
     qdrant: QdrantSettings = Field(default_factory=QdrantSettings)
     tantivy: TantivySettings = Field(default_factory=TantivySettings)
     fusion: FusionSettings = Field(default_factory=FusionSettings)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
 
     @property
     def dense_dir(self) -> Path:

@@ -16,6 +16,13 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def quiet_model_loading() -> None:
+    """Silence transformers' per-load progress bars: braid reports its own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def set_cpu_threads(threads: int | None) -> None:
     """Cap torch's intra-op threads; ``None`` or 0 leaves torch's default (one per core).
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
 
-from engine.devices import resolve_device, set_cpu_threads
+from engine.devices import quiet_model_loading, resolve_device, set_cpu_threads
 from engine.errors import ConfigError
 from engine.models import ModelInfo
 from engine.protocols import Vectors
@@ -79,6 +79,7 @@ class SentenceTransformerEmbedder:
         """
         self._device = resolve_device(device)
         set_cpu_threads(cpu_threads)
+        quiet_model_loading()
         path = resolve_model_path(name_or_path)
         try:
             self._model = SentenceTransformer(path, device=self._device)

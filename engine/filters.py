@@ -9,7 +9,8 @@ Semantics, identical in every backend (the contract tests check it):
   that contains it; on a number it is numeric equality (``2 == 2.0``); on a bool, equality;
 * ``$ne`` and ``$nin`` are the negation of ``$eq``/``$in``: documents without the field match;
 * ``$gt $gte $lt $lte`` compare numbers, or ISO-8601 dates when the bound is a date string;
-  documents without the field never match a range;
+  documents without the field never match a range; a list-of-strings field matches a date
+  range when one of its elements is a date inside it;
 * several keys in one object are AND-ed.
 
 ``parse_filter`` validates a JSON-like value into a small AST; backends compile the AST into

@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 from sentence_transformers import CrossEncoder
 
-from engine.devices import resolve_device, set_cpu_threads
+from engine.devices import quiet_model_loading, resolve_device, set_cpu_threads
 from engine.errors import ConfigError, MissingDependencyError
 
 RerankBackend = Literal["torch", "onnx", "onnx-int8"]
@@ -41,6 +41,7 @@ class CrossEncoderReranker:
         """
         self._device = resolve_device(device)
         set_cpu_threads(cpu_threads)
+        quiet_model_loading()
         self._batch_size = batch_size
         self._name = name_or_path
         try:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 from engine.filters import And, Eq, FilterExpr, In, Not, Or, Range, epoch_to_rfc3339
 
 METADATA_KEY = "metadata"
@@ -42,6 +44,10 @@ def _datetime_range_class(qm: ModuleType) -> Any:
 
 
 def _eq(field: str, value: object, qm: ModuleType) -> Any:
+    if isinstance(value, bool) and qm.__name__.startswith("qdrant_edge"):
+        # qdrant-edge-py 0.9.0 extracts a Python bool as the integer 0/1 (bool subclasses
+        # int), which never matches a bool payload; numpy's bool is extracted as a bool.
+        return qm.FieldCondition(key=_key(field), match=qm.MatchValue(value=np.bool_(value)))
     if isinstance(value, bool | str):
         return qm.FieldCondition(key=_key(field), match=qm.MatchValue(value=value))
     # Numbers compare as floats in every backend: 2 == 2.0, as in JSON.

@@ -2,7 +2,9 @@
 
 Metadata is indexed in three JSON fields so that every comparison has one column type:
 
-* ``meta``: strings, list-of-strings and bools, raw tokenizer (exact terms);
+* ``meta``: strings, list-of-strings and bools, raw tokenizer (exact terms); strings carry a
+  ``STRING_MARK`` prefix, because Tantivy indexes a JSON string that parses as an RFC 3339
+  date as a date term, which a string term query then misses;
 * ``num``: numbers as order-preserving int64 codes of their float64 value, fast field
   (Tantivy's JSON range queries panic on columns that mix int and float: one type avoids it);
 * ``dt``: ISO-8601 date strings as the same code of their UTC epoch seconds.
@@ -17,6 +19,12 @@ import tantivy
 from engine.filters import And, Eq, FilterExpr, In, Not, Or, Range
 
 _LOW_63_BITS = 0x7FFF_FFFF_FFFF_FFFF
+STRING_MARK = "="  # no RFC 3339 date starts with it
+
+
+def meta_string(value: str) -> str:
+    """How a metadata string (or list element) is indexed and queried in ``meta``."""
+    return STRING_MARK + value
 
 
 def ordered_code(value: float) -> int:
@@ -32,7 +40,8 @@ def to_tantivy_query(expr: FilterExpr, index: tantivy.Index) -> tantivy.Query:
         return _eq(expr.field, expr.value, index)
     if isinstance(expr, In):
         if isinstance(expr.values[0], str):
-            return tantivy.Query.term_set_query(schema, f"meta.{expr.field}", list(expr.values))
+            terms = [meta_string(v) for v in expr.values]  # type: ignore[arg-type]
+            return tantivy.Query.term_set_query(schema, f"meta.{expr.field}", terms)
         return _any([_eq(expr.field, v, index) for v in expr.values])
     if isinstance(expr, Range):
         return _range(expr, index)
@@ -55,7 +64,9 @@ def _any(queries: list[tantivy.Query]) -> tantivy.Query:
 
 
 def _eq(field: str, value: object, index: tantivy.Index) -> tantivy.Query:
-    if isinstance(value, bool | str):
+    if isinstance(value, str):
+        return tantivy.Query.term_query(index.schema, f"meta.{field}", meta_string(value))
+    if isinstance(value, bool):
         return tantivy.Query.term_query(index.schema, f"meta.{field}", value)
     code = ordered_code(float(value))  # type: ignore[arg-type]
     return tantivy.Query.term_query(index.schema, f"num.{field}", code)

@@ -21,7 +21,7 @@ from engine.errors import BackendUnavailableError, IndexLockedError
 from engine.filters import FilterExpr, iso_to_epoch
 from engine.models import Chunk, ScoredPoint
 from engine.payload import chunk_from_payload, chunk_payload
-from engine.sparse.tantivy_filters import ordered_code, to_tantivy_query
+from engine.sparse.tantivy_filters import meta_string, ordered_code, to_tantivy_query
 
 BM25_FIELD = "content"
 MAX_TOKEN_LENGTH = 40  # Tantivy's en_stem drops tokens longer than this (RemoveLongFilter)
@@ -221,7 +221,7 @@ class TantivySparseStore:
         """Every stored chunk matching ``filter`` (all of them without one)."""
         query = tantivy.Query.all_query() if filter is None else to_tantivy_query(filter, self._index)
         searcher = self._index.searcher()
-        total = searcher.search(query, 0, count=True).count
+        total = searcher.search(query, 1, count=True).count
         offset = 0
         while offset < total:
             page = searcher.search(query, _SCROLL_PAGE, count=False, offset=offset).hits
@@ -257,17 +257,25 @@ class TantivySparseStore:
                 self._writer = None
 
 
-def _split_metadata(chunk: Chunk) -> tuple[dict[str, object], dict[str, int], dict[str, int]]:
+def _split_metadata(
+    chunk: Chunk,
+) -> tuple[dict[str, object], dict[str, int], dict[str, int | list[int]]]:
     meta: dict[str, object] = {}
     num: dict[str, int] = {}
-    dt: dict[str, int] = {}
+    dt: dict[str, int | list[int]] = {}
     for key, value in chunk.metadata.items():
-        if isinstance(value, bool) or isinstance(value, list):
+        if isinstance(value, bool):
             meta[key] = value
+        elif isinstance(value, list):
+            meta[key] = [meta_string(v) for v in value]
+            # A date range matches a list holding a date in range, as in Qdrant.
+            codes = [ordered_code(e) for v in value if (e := iso_to_epoch(v)) is not None]
+            if codes:
+                dt[key] = codes
         elif isinstance(value, int | float):
             num[key] = ordered_code(float(value))
         else:
-            meta[key] = value
+            meta[key] = meta_string(value)
             if (epoch := iso_to_epoch(value)) is not None:
                 dt[key] = ordered_code(epoch)
     return meta, num, dt

@@ -1,0 +1,1 @@
+"""Ingestion: read documents, chunk them token-aware, embed, and write both stores."""

@@ -1,0 +1,354 @@
+"""The ``braid`` command: ingestion and search here; other packages add their groups.
+
+Packages that must not be imported from here (``api``, ``eval``) register their commands
+through the ``braid.commands`` entry point group (``register(app)``), so the dependency
+arrows stay one-way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from engine.config import Settings
+from engine.errors import BraidError, IndexLockedError
+from engine.filters import parse_filter
+from engine.locking import DataDirLock
+from engine.models import Hit, SearchMode, SearchResponse
+from ingestion import pipeline as pipeline_module
+from ingestion.readers import read_inputs
+
+app = typer.Typer(
+    name="braid",
+    help="braid: hybrid BM25 + dense search with fusion and reranking.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="data directory (default ./braid-data, env BRAID_DATA_DIR)"),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
+
+
+def load_settings(data_dir: Path | None) -> Settings:
+    """Settings from the environment, with ``--data-dir`` taking precedence."""
+    return Settings(data_dir=data_dir) if data_dir is not None else Settings()
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def emit_json(payload: object) -> None:
+    sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+
+
+def hit_as_dict(hit: Hit, include_text: bool = True) -> dict[str, Any]:
+    chunk = hit.chunk
+    entry: dict[str, Any] = {
+        "doc_id": hit.doc_id,
+        "chunk_id": hit.chunk_id,
+        "score": hit.score,
+        "stages": {name: {"rank": s.rank, "score": s.score} for name, s in hit.stages.items()},
+    }
+    if chunk is not None:
+        entry["title"] = chunk.title
+        entry["metadata"] = dict(chunk.metadata)
+        if include_text:
+            entry["text"] = chunk.text
+    return entry
+
+
+def response_as_dict(response: SearchResponse) -> dict[str, Any]:
+    model = response.embedding_model
+    return {
+        "hits": [hit_as_dict(h) for h in response.hits],
+        "timings_ms": {k: round(v, 3) for k, v in response.timings_ms.items()},
+        "mode": response.mode,
+        "embedding_model": None
+        if model is None
+        else {"id": model.model_id, "version": model.version, "dim": model.dim},
+        "reranker_model": response.reranker_model,
+    }
+
+
+def _count_inputs(paths: list[str]) -> int | None:
+    """Records to expect, for the progress bar's ETA (None: unknown, e.g. stdin)."""
+    total = 0
+    for name in paths:
+        path = Path(name)
+        if name == "-":
+            return None
+        if path.is_dir():
+            corpus = path / "corpus.jsonl"
+            if not corpus.is_file():
+                total += sum(1 for p in path.rglob("*") if p.is_file())
+                continue
+            path = corpus
+        if path.is_file():
+            with path.open("rb") as handle:
+                total += sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    return total
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[str], typer.Argument(help="JSONL files, BEIR folders, folders of .txt/.md/.html, or - for stdin")],
+    data_dir: DataDirOption = None,
+    batch_size: Annotated[int | None, typer.Option(help="embedding batch size", min=1, max=4096)] = None,
+    strict: Annotated[bool, typer.Option(help="stop at the first bad record")] = False,
+    api: Annotated[str | None, typer.Option("--api", help="send to a running braid server instead")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Chunk, embed and index documents into both stores (idempotent: unchanged ones are skipped)."""
+    from ingestion.service import open_workspace
+
+    settings = load_settings(data_dir)
+    if api:
+        raise fail("sending to a server (--api) needs the REST API; see `braid serve`")
+    try:
+        workspace = open_workspace(settings, role="braid ingest", batch_size=batch_size)
+    except IndexLockedError as exc:
+        raise fail(f"{exc}. Stop it, or send the documents to it with --api URL.") from exc
+    except BraidError as exc:
+        raise fail(str(exc)) from exc
+    try:
+        report = _run_ingest(workspace.pipeline, paths, strict, as_json)
+    except BraidError as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        workspace.close()
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        _print_report(report)
+    if report.errors:
+        raise typer.Exit(1)
+
+
+def _run_ingest(
+    pipeline: pipeline_module.IngestPipeline, paths: list[str], strict: bool, quiet: bool
+) -> pipeline_module.IngestReport:
+    total = _count_inputs(paths)
+    records = read_inputs(paths)
+    if quiet or not sys.stderr.isatty():
+        return pipeline.run(records, strict=strict)
+    columns = (
+        TextColumn("[bold]ingest"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.completed:,.0f} docs · {task.fields[chunks]:,} chunks · {task.fields[rate]:,.0f} chunks/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("ingest", total=total, chunks=0, rate=0.0)
+        started = bar.get_time()
+
+        def update(p: pipeline_module.Progress) -> None:
+            elapsed = max(bar.get_time() - started, 1e-6)
+            bar.update(task, completed=p.documents + p.skipped + p.errors, chunks=p.chunks, rate=p.chunks / elapsed)
+
+        return pipeline.run(records, strict=strict, on_progress=update)
+
+
+def _print_report(report: pipeline_module.IngestReport) -> None:
+    table = Table(title="ingest summary", show_header=False)
+    table.add_row("documents indexed", f"{report.documents:,}")
+    table.add_row("chunks written", f"{report.chunks:,}")
+    table.add_row("unchanged, skipped", f"{report.skipped_unchanged:,}")
+    table.add_row("replaced (old chunks deleted)", f"{report.deleted:,}")
+    table.add_row("errors", f"{len(report.errors):,}")
+    table.add_row("seconds", f"{report.seconds:.1f}")
+    if report.seconds > 0:
+        table.add_row("chunks/s", f"{report.chunks / report.seconds:,.1f}")
+    console.print(table)
+    for error in report.errors[:50]:
+        console.print(f"[red]{error}[/]")
+    if len(report.errors) > 50:
+        console.print(f"... and {len(report.errors) - 50} more errors")
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="the query text")],
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=1000)] = 10,
+    mode: Annotated[str, typer.Option(help="hybrid, dense or bm25")] = "hybrid",
+    filter_json: Annotated[str | None, typer.Option("--filter", help='metadata filter, e.g. \'{"year": {"$gte": 2020}}\'')] = None,
+    no_rerank: Annotated[bool, typer.Option("--no-rerank", help="skip the cross-encoder")] = False,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Search the index: BM25, dense or hybrid, with filters and reranking."""
+    from engine.factory import build_engine
+
+    if mode not in ("hybrid", "dense", "bm25"):
+        raise fail("--mode must be hybrid, dense or bm25", 2)
+    try:
+        expr = parse_filter(json.loads(filter_json)) if filter_json else None
+    except json.JSONDecodeError as exc:
+        raise fail(f"--filter is not valid JSON: {exc}", 2) from exc
+    except BraidError as exc:
+        raise fail(f"--filter: {exc}", 2) from exc
+    settings = load_settings(data_dir)
+    # Edge and Tantivy are single-process: hold the data dir while searching it.
+    lock = DataDirLock(settings.data_dir, role="braid search")
+    try:
+        lock.acquire()
+        engine = build_engine(settings, read_only=True)
+    except BraidError as exc:
+        lock.release()
+        raise fail(str(exc)) from exc
+    try:
+        mode_value: SearchMode = mode  # type: ignore[assignment]
+        response = engine.searcher.search(
+            query, top_k=top_k, mode=mode_value, filter=expr, rerank=False if no_rerank else None
+        )
+    except BraidError as exc:
+        raise fail(str(exc), 2) from exc
+    finally:
+        engine.close()
+        lock.release()
+    if as_json:
+        emit_json(response_as_dict(response))
+        return
+    _print_hits(response)
+
+
+def _print_hits(response: SearchResponse) -> None:
+    table = Table(title=f"{response.mode} search")
+    for column in ("#", "doc_id", "score", "bm25", "dense", "rerank", "text"):
+        table.add_column(column, overflow="fold" if column == "text" else "ellipsis")
+    for rank, hit in enumerate(response.hits, start=1):
+        def stage(name: str, h: Hit = hit) -> str:
+            s = h.stages.get(name)
+            return str(s.rank) if s else "-"
+
+        text = hit.chunk.text if hit.chunk else ""
+        table.add_row(str(rank), hit.doc_id, f"{hit.score:.4f}", stage("bm25"), stage("dense"), stage("rerank"), text[:120])
+    out.print(table)
+    timings = "  ".join(f"{k} {v:.1f} ms" for k, v in response.timings_ms.items())
+    out.print(f"[dim]{timings}[/]")
+
+
+def _plugins() -> Iterator[Callable[[typer.Typer], None]]:
+    for entry in entry_points(group="braid.commands"):
+        yield entry.load()
+
+
+def main() -> None:
+    """Console entry point."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for register in _plugins():
+        register(app)
+    app()
+
+
+def _open_for_write(data_dir: Path | None, role: str) -> Any:
+    from ingestion.service import open_workspace
+
+    try:
+        return open_workspace(load_settings(data_dir), role=role)
+    except BraidError as exc:
+        raise fail(str(exc)) from exc
+
+
+@app.command()
+def delete(
+    doc_ids: Annotated[list[str] | None, typer.Argument(help="document ids to delete")] = None,
+    filter_json: Annotated[str | None, typer.Option("--filter", help="delete every document matching this filter")] = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete documents from both stores and the ledger, by id or by filter."""
+    if bool(doc_ids) == bool(filter_json):
+        raise fail("give document ids or --filter (one of them)", 2)
+    try:
+        expr = parse_filter(json.loads(filter_json)) if filter_json else None
+    except json.JSONDecodeError as exc:
+        raise fail(f"--filter is not valid JSON: {exc}", 2) from exc
+    except BraidError as exc:
+        raise fail(f"--filter: {exc}", 2) from exc
+    workspace = _open_for_write(data_dir, "braid delete")
+    try:
+        if expr is not None:
+            deleted = workspace.pipeline.delete_by_filter(expr)
+            missing: list[str] = []
+        else:
+            deleted = workspace.pipeline.delete(doc_ids or [])
+            missing = sorted(set(doc_ids or []) - set(deleted))
+        workspace.pipeline.maybe_compact()
+    except BraidError as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        workspace.close()
+    if as_json:
+        emit_json({"deleted": deleted, "not_found": missing})
+    else:
+        console.print(f"deleted {len(deleted)} documents" + (f"; not found: {', '.join(missing)}" if missing else ""))
+
+
+def _disk_usage(path: Path) -> int:
+    # Blocks really used: Qdrant preallocates sparse files far larger than their content.
+    return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+@app.command()
+def stats(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+    """Counts per store and in the ledger, the embedding model, disk use."""
+    workspace = _open_for_write(data_dir, "braid stats")
+    try:
+        settings = workspace.settings
+        model = workspace.engine.embedder.info
+        report = {
+            "data_dir": str(settings.data_dir),
+            "dense": {"backend": settings.qdrant.mode, "chunks": workspace.engine.dense.count(), "bytes": _disk_usage(settings.dense_dir)},
+            "sparse": {"backend": "tantivy", "chunks": workspace.engine.sparse.count(), "bytes": _disk_usage(settings.sparse_dir)},
+            "ledger": workspace.ledger.totals() | {"models": [{"id": m, "version": v, "documents": n} for m, v, n in workspace.ledger.models()]},
+            "embedding_model": {"id": model.model_id, "version": model.version, "dim": model.dim},
+            "bytes": _disk_usage(settings.data_dir),
+        }
+    finally:
+        workspace.close()
+    if as_json:
+        emit_json(report)
+        return
+    table = Table(title=f"braid stats: {report['data_dir']}", show_header=False)
+    table.add_row("ledger documents / chunks", f"{report['ledger']['documents']:,} / {report['ledger']['chunks']:,}")
+    table.add_row("dense chunks (Qdrant)", f"{report['dense']['chunks']:,}")
+    table.add_row("sparse chunks (Tantivy)", f"{report['sparse']['chunks']:,}")
+    table.add_row("pending documents", f"{report['ledger']['pending_documents']:,}")
+    table.add_row("embedding model", f"{model.model_id} @ {model.version} (dim {model.dim})")
+    table.add_row("disk", f"{report['bytes'] / 1e6:,.1f} MB")
+    out.print(table)
+
+
+@app.command()
+def optimize(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+    """Compact Tantivy (drop deleted documents from BM25 statistics) and build Qdrant's indexes."""
+    workspace = _open_for_write(data_dir, "braid optimize")
+    try:
+        workspace.pipeline.optimize()
+        result = {"dense_chunks": workspace.engine.dense.count(), "sparse_chunks": workspace.engine.sparse.count()}
+    except BraidError as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        workspace.close()
+    if as_json:
+        emit_json(result)
+    else:
+        console.print(f"optimized: {result['dense_chunks']:,} dense and {result['sparse_chunks']:,} sparse chunks")

@@ -1,0 +1,344 @@
+"""The ingestion pipeline: read -> chunk -> embed -> write, pipelined and crash-safe.
+
+Three threads share the work: a reader chunks documents and skips unchanged ones, the
+calling thread embeds (torch uses the cores), a writer writes Qdrant, Tantivy and the ledger,
+so writing overlaps with encoding. Queues between them are bounded, so memory stays flat on
+any input size.
+
+Crash safety, per group of documents:
+1. the ledger marks them ``pending`` (committed);
+2. their old chunks are deleted from both stores and the new ones written;
+3. Tantivy commits, then the ledger marks them ``indexed``.
+A crash anywhere leaves them ``pending``; ``recover()`` (run at the start of every ingest)
+deletes pending documents from both stores and the ledger, and re-running the input adds
+them again. Point ids are deterministic, so replays overwrite rather than duplicate.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from engine.filters import FilterExpr
+from engine.models import Chunk
+from engine.protocols import DenseStore, Embedder, SparseStore
+from ingestion.chunking import TokenChunker
+from ingestion.documents import InputError, SourceDocument
+from ingestion.ledger import Ledger
+from ingestion.readers import Record
+
+DELETED_CHUNKS_KEY = "deleted_chunks_since_compaction"
+# Compact Tantivy once deleted chunks reach this share of live ones (BM25 statistics still
+# count deleted documents until their segment is rewritten).
+COMPACTION_RATIO = 0.2
+COMPACTION_MIN_DELETED = 1000
+# Build Qdrant Edge's HNSW index after a load that added at least this many points.
+OPTIMIZE_MIN_NEW_POINTS = 5000
+_DONE = object()
+
+
+@dataclass
+class IngestReport:
+    """What a run did; ``errors`` are ``file:line: reason`` strings."""
+
+    documents: int = 0
+    chunks: int = 0
+    skipped_unchanged: int = 0
+    deleted: int = 0
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    stopped_early: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "documents": self.documents,
+            "chunks": self.chunks,
+            "skipped_unchanged": self.skipped_unchanged,
+            "deleted": self.deleted,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    documents: int
+    chunks: int
+    skipped: int
+    errors: int
+
+
+@dataclass(slots=True)
+class _Batch:
+    docs: list[SourceDocument]
+    chunks: list[Chunk]
+    replaced: int  # documents whose previous version is being replaced
+
+
+class IngestPipeline:
+    """Writes documents to both stores and the ledger, idempotently."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        dense: DenseStore,
+        sparse: SparseStore,
+        ledger: Ledger,
+        chunker: TokenChunker,
+        *,
+        batch_size: int = 64,
+        commit_every: int = 4096,
+    ) -> None:
+        self.embedder = embedder
+        self.dense = dense
+        self.sparse = sparse
+        self.ledger = ledger
+        self.chunker = chunker
+        self.batch_size = batch_size
+        self.commit_every = commit_every
+
+    # -- recovery, deletes, maintenance -------------------------------------------------
+
+    def recover(self) -> int:
+        """Remove documents a crashed run left half-written; returns how many."""
+        pending = self.ledger.doc_ids("pending")
+        if pending:
+            self._delete_everywhere(pending)
+        return len(pending)
+
+    def _delete_everywhere(self, doc_ids: Sequence[str]) -> None:
+        entries = self.ledger.lookup(doc_ids)
+        self.dense.delete_docs(doc_ids)
+        self.sparse.delete_docs(doc_ids)
+        self.sparse.commit()
+        self.ledger.remove(doc_ids)
+        self._note_deleted(sum(e.chunk_count for e in entries.values()))
+
+    def _note_deleted(self, chunks: int) -> None:
+        total = int(self.ledger.get_meta(DELETED_CHUNKS_KEY, "0")) + chunks
+        self.ledger.set_meta(DELETED_CHUNKS_KEY, str(total))
+
+    def delete(self, doc_ids: Sequence[str]) -> list[str]:
+        """Delete documents from both stores and the ledger; returns the ids that existed."""
+        known = sorted(self.ledger.lookup(list(doc_ids)))
+        stray = sorted(set(doc_ids) - set(known))
+        if stray:
+            # Not in the ledger, but possibly in a store (an index built elsewhere): delete anyway.
+            self.dense.delete_docs(stray)
+            self.sparse.delete_docs(stray)
+        if known or stray:
+            self._delete_everywhere(known)
+        return known
+
+    def delete_by_filter(self, expr: FilterExpr) -> list[str]:
+        """Delete every document with a chunk matching ``expr``; returns their ids."""
+        doc_ids = sorted(self.dense.doc_ids(expr) | self.sparse.doc_ids(expr))
+        if doc_ids:
+            self.delete(doc_ids)
+        return doc_ids
+
+    def maybe_compact(self, force: bool = False) -> bool:
+        """Compact Tantivy if enough chunks were deleted since the last compaction."""
+        deleted = int(self.ledger.get_meta(DELETED_CHUNKS_KEY, "0"))
+        live = self.sparse.count()
+        if not force and (deleted < COMPACTION_MIN_DELETED or deleted < COMPACTION_RATIO * live):
+            return False
+        self.sparse.optimize()
+        self.ledger.set_meta(DELETED_CHUNKS_KEY, "0")
+        return True
+
+    def optimize(self) -> None:
+        """``braid optimize``: compact Tantivy and build Qdrant's indexes."""
+        self.maybe_compact(force=True)
+        self.dense.optimize()
+
+    # -- the run ------------------------------------------------------------------------
+
+    def run(
+        self,
+        records: Iterable[Record],
+        *,
+        strict: bool = False,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> IngestReport:
+        """Ingest every record; bad records are reported (or stop the run when ``strict``)."""
+        started = time.perf_counter()
+        report = IngestReport()
+        self.recover()
+        batches: queue.Queue[object] = queue.Queue(maxsize=4)
+        encoded: queue.Queue[object] = queue.Queue(maxsize=4)
+        stop = threading.Event()
+        failures: list[BaseException] = []
+        lock = threading.Lock()
+
+        def progress() -> None:
+            if on_progress is not None:
+                with lock:
+                    snapshot = Progress(report.documents, report.chunks, report.skipped_unchanged, len(report.errors))
+                on_progress(snapshot)
+
+        def read() -> None:
+            try:
+                self._read(records, report, strict, stop, batches, lock, progress)
+            except BaseException as exc:  # surfaced in the calling thread
+                failures.append(exc)
+                stop.set()
+            finally:
+                batches.put(_DONE)
+
+        def write() -> None:
+            try:
+                self._write(encoded, report, lock, progress)
+            except BaseException as exc:
+                failures.append(exc)
+                stop.set()
+                while encoded.get() is not _DONE:  # unblock the encoder
+                    pass
+
+        reader = threading.Thread(target=read, name="braid-read", daemon=True)
+        writer = threading.Thread(target=write, name="braid-write", daemon=True)
+        reader.start()
+        writer.start()
+        try:
+            while (item := batches.get()) is not _DONE:
+                if stop.is_set() and failures:
+                    continue  # drain so the reader can finish
+                batch: _Batch = item  # type: ignore[assignment]
+                texts = [self.chunker.embed_input(c) for c in batch.chunks]
+                vectors = self.embedder.encode_passages(texts, batch_size=self.batch_size)
+                encoded.put((batch, vectors))
+        finally:
+            encoded.put(_DONE)
+            reader.join()
+            writer.join()
+        if failures:
+            raise failures[0]
+        self._after_load(report)
+        report.stopped_early = strict and bool(report.errors)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _read(
+        self,
+        records: Iterable[Record],
+        report: IngestReport,
+        strict: bool,
+        stop: threading.Event,
+        out: queue.Queue[object],
+        lock: threading.Lock,
+        progress: Callable[[], None],
+    ) -> None:
+        seen: dict[str, str] = {}
+        pending: list[SourceDocument] = []
+        window = self.batch_size * 4  # chunks per hand-off: enough to group by length
+
+        def flush() -> None:
+            if pending:
+                batch = self._prepare(pending, report, lock)
+                if batch.chunks:
+                    out.put(batch)
+                else:
+                    progress()
+                pending.clear()
+
+        chunk_estimate = 0
+        for record in records:
+            if stop.is_set():
+                break
+            if isinstance(record, InputError):
+                with lock:
+                    report.errors.append(str(record))
+                if strict:
+                    break
+                continue
+            first = seen.get(record.doc_id)
+            if first is not None:
+                with lock:
+                    report.errors.append(f"{record.origin}: duplicate id {record.doc_id!r} (first at {first})")
+                if strict:
+                    break
+                continue
+            seen[record.doc_id] = record.origin
+            pending.append(record)
+            chunk_estimate += 1 + len(record.text) // 1000
+            if chunk_estimate >= window:
+                flush()
+                chunk_estimate = 0
+        flush()
+
+    def _prepare(self, docs: list[SourceDocument], report: IngestReport, lock: threading.Lock) -> _Batch:
+        known = self.ledger.lookup([d.doc_id for d in docs])
+        model = self.embedder.info
+        fresh: list[SourceDocument] = []
+        chunks: list[Chunk] = []
+        replaced = 0
+        skipped = 0
+        for doc in docs:
+            entry = known.get(doc.doc_id)
+            if (
+                entry is not None
+                and entry.state == "indexed"
+                and entry.content_hash == doc.content_hash
+                and entry.model_id == model.model_id
+                and entry.model_version == model.version
+            ):
+                skipped += 1
+                continue
+            replaced += entry is not None
+            fresh.append(doc)
+            chunks.extend(self.chunker.chunk(doc))
+        with lock:
+            report.skipped_unchanged += skipped
+        return _Batch(docs=fresh, chunks=chunks, replaced=replaced)
+
+    def _write(
+        self,
+        encoded: queue.Queue[object],
+        report: IngestReport,
+        lock: threading.Lock,
+        progress: Callable[[], None],
+    ) -> None:
+        model = self.embedder.info
+        uncommitted: list[str] = []
+        uncommitted_chunks = 0
+        while (item := encoded.get()) is not _DONE:
+            batch, vectors = item  # type: ignore[misc]
+            counts: dict[str, int] = {}
+            for chunk in batch.chunks:
+                counts[chunk.doc_id] = counts.get(chunk.doc_id, 0) + 1
+            doc_ids = [d.doc_id for d in batch.docs]
+            previous = self.ledger.lookup(doc_ids)
+            self.ledger.mark_pending(
+                ((d.doc_id, d.content_hash, counts.get(d.doc_id, 0)) for d in batch.docs),
+                model.model_id,
+                model.version,
+            )
+            self.dense.delete_docs(doc_ids)
+            self.sparse.delete_docs(doc_ids)
+            self.dense.upsert(batch.chunks, vectors)
+            self.sparse.upsert(batch.chunks)
+            self._note_deleted(sum(e.chunk_count for e in previous.values()))
+            uncommitted.extend(doc_ids)
+            uncommitted_chunks += len(batch.chunks)
+            with lock:
+                report.documents += len(batch.docs)
+                report.chunks += len(batch.chunks)
+                report.deleted += batch.replaced
+            if uncommitted_chunks >= self.commit_every:
+                self._commit(uncommitted)
+                uncommitted, uncommitted_chunks = [], 0
+            progress()
+        if uncommitted:
+            self._commit(uncommitted)
+
+    def _commit(self, doc_ids: list[str]) -> None:
+        self.sparse.commit()
+        self.ledger.mark_indexed(doc_ids)
+
+    def _after_load(self, report: IngestReport) -> None:
+        self.maybe_compact()
+        if report.chunks >= OPTIMIZE_MIN_NEW_POINTS:
+            self.dense.optimize()

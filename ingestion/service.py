@@ -1,0 +1,78 @@
+"""Open a data dir for writing: lock, engine, ledger, chunker and pipeline together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.config import Settings
+from engine.factory import Engine, build_engine
+from engine.locking import DataDirLock
+from ingestion.chunking import ChunkingPolicy, TokenChunker
+from ingestion.ledger import LEDGER_FILE, Ledger
+from ingestion.pipeline import IngestPipeline
+
+
+@dataclass
+class Workspace:
+    """A data dir opened by its one owning process."""
+
+    settings: Settings
+    engine: Engine
+    ledger: Ledger
+    pipeline: IngestPipeline
+    lock: DataDirLock
+
+    def close(self) -> None:
+        try:
+            self.engine.close()
+            self.ledger.close()
+        finally:
+            self.lock.release()
+
+
+def tokenizer_of(engine: Engine) -> object:
+    model = getattr(engine.embedder, "model", None)
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise TypeError("token-aware chunking needs an embedder that exposes its tokenizer")
+    return tokenizer
+
+
+def open_workspace(
+    settings: Settings,
+    *,
+    role: str,
+    api_url: str | None = None,
+    batch_size: int | None = None,
+    policy: ChunkingPolicy | None = None,
+) -> Workspace:
+    """Take the data dir's lock and open everything needed to search and write it.
+
+    Raises:
+        IndexLockedError: another process (a server, another ingest) owns the data dir.
+        ModelMismatchError: the stores were built with another embedding model.
+    """
+    lock = DataDirLock(settings.data_dir, role=role, api_url=api_url)
+    lock.acquire()
+    try:
+        engine = build_engine(settings)
+    except BaseException:
+        lock.release()
+        raise
+    ledger = Ledger(settings.data_dir / LEDGER_FILE)
+    chunker = TokenChunker(
+        tokenizer_of(engine),  # type: ignore[arg-type]
+        engine.embedder.max_seq_length,
+        engine.embedder.passage_prefix,
+        policy
+        or ChunkingPolicy(settings.chunking.max_tokens, settings.chunking.overlap_tokens),
+    )
+    pipeline = IngestPipeline(
+        engine.embedder,
+        engine.dense,
+        engine.sparse,
+        ledger,
+        chunker,
+        batch_size=batch_size or settings.embedder.batch_size,
+    )
+    return Workspace(settings=settings, engine=engine, ledger=ledger, pipeline=pipeline, lock=lock)
