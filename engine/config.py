@@ -86,6 +86,26 @@ class FusionSettings(BaseModel):
         return self
 
 
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    keys: list[SecretStr] = Field(
+        default_factory=list, description="keys that may read and write (BRAID_API__KEYS, JSON list)"
+    )
+    read_keys: list[SecretStr] = Field(
+        default_factory=list, description="read-only keys (BRAID_API__READ_KEYS, JSON list)"
+    )
+    cors_origins: list[str] = Field(default_factory=list)
+    max_query_chars: int = Field(default=2048, ge=1)
+    max_top_k: int = Field(default=100, ge=1, le=1000)
+    max_candidates: int = Field(default=1000, ge=1, le=10_000)
+    max_batch_documents: int = Field(default=1000, ge=1)
+    max_document_chars: int = Field(default=1_000_000, ge=1)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    max_embed_texts: int = Field(default=256, ge=1)
+    max_queue_jobs: int = Field(default=1000, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="BRAID_", env_nested_delimiter="__", extra="ignore", env_file=None
@@ -98,6 +118,7 @@ class Settings(BaseSettings):
     tantivy: TantivySettings = Field(default_factory=TantivySettings)
     fusion: FusionSettings = Field(default_factory=FusionSettings)
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @property
     def dense_dir(self) -> Path:

@@ -217,10 +217,15 @@ class TantivySparseStore:
             raw = searcher.doc(address).get_first("payload")
             yield chunk_from_payload(json.loads(bytes(raw)))
 
-    def chunks(self, filter: FilterExpr | None = None) -> Iterable[Chunk]:
-        """Every stored chunk matching ``filter`` (all of them without one)."""
+    def chunks(
+        self, filter: FilterExpr | None = None, searcher: tantivy.Searcher | None = None
+    ) -> Iterable[Chunk]:
+        """Every stored chunk matching ``filter`` (all of them without one).
+
+        ``searcher`` pins a snapshot: it keeps seeing the same chunks whatever is written.
+        """
         query = tantivy.Query.all_query() if filter is None else to_tantivy_query(filter, self._index)
-        searcher = self._index.searcher()
+        searcher = searcher or self._index.searcher()
         total = searcher.search(query, 1, count=True).count
         offset = 0
         while offset < total:
@@ -241,9 +246,23 @@ class TantivySparseStore:
         return int(self._index.searcher().num_segments)
 
     def optimize(self) -> None:
-        """Wait for merges; full compaction of deletes arrives with the ingestion worker."""
+        """Compact the index: rewrite every live chunk and drop deleted ones.
+
+        Tantivy keeps deleted documents in its segments, and in BM25's document counts and
+        average length, until a merge rewrites them; its default merge policy never merges
+        for deletes alone, and the Python binding exposes no merge call. So compaction
+        deletes everything and re-adds the live chunks in one commit: atomic (a crash
+        before the commit leaves the old index as it was), and fully-deleted segments are
+        dropped at the commit. Costs a re-index of the sparse side, not an embedding.
+        """
         writer = self._require_writer()
         with self._lock:
+            writer.commit()
+            self._index.reload()
+            snapshot = self._index.searcher()  # streams the live chunks while we rewrite
+            writer.delete_all_documents()
+            for chunk in self.chunks(searcher=snapshot):
+                writer.add_document(self._document(chunk))
             writer.commit()
             writer.garbage_collect_files()
         self._index.reload()

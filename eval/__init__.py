@@ -1,0 +1,1 @@
+"""Offline evaluation, tuning, benchmarks and reranker training (import as ``eval.x``)."""

@@ -1,0 +1,1 @@
+"""Benchmarks: ``braid bench query`` and ``braid bench ingest``."""
