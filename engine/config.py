@@ -90,7 +90,8 @@ class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     keys: list[SecretStr] = Field(
-        default_factory=list, description="keys that may read and write (BRAID_API__KEYS, JSON list)"
+        default_factory=list,
+        description="keys that may read and write (BRAID_API__KEYS, JSON list)",
     )
     read_keys: list[SecretStr] = Field(
         default_factory=list, description="read-only keys (BRAID_API__READ_KEYS, JSON list)"

@@ -20,7 +20,7 @@ def quiet_model_loading() -> None:
     """Silence transformers' per-load progress bars: braid reports its own progress."""
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def set_cpu_threads(threads: int | None) -> None:

@@ -88,8 +88,9 @@ class SentenceTransformerEmbedder:
         if self._device.startswith("cuda"):
             # Half precision on the GPU: same rankings, about twice the throughput.
             self._model.half()
+        model_limit = self._model.max_seq_length or max_seq_length or 512
         if max_seq_length is not None:
-            self._model.max_seq_length = min(max_seq_length, self._model.max_seq_length)
+            self._model.max_seq_length = min(max_seq_length, model_limit)
         self._query_prefix = query_prefix
         self._passage_prefix = passage_prefix
         self._batch_size = batch_size
@@ -120,7 +121,7 @@ class SentenceTransformerEmbedder:
 
     @property
     def max_seq_length(self) -> int:
-        return int(self._model.max_seq_length)
+        return int(self._model.max_seq_length or 512)
 
     @property
     def passage_prefix(self) -> str:
@@ -137,7 +138,9 @@ class SentenceTransformerEmbedder:
 
     def encode_passages(self, texts: Sequence[str], batch_size: int | None = None) -> Vectors:
         """Embed passages (passage prefix applied), one row per text."""
-        return self._encode([self._passage_prefix + t for t in texts], batch_size or self._batch_size)
+        return self._encode(
+            [self._passage_prefix + t for t in texts], batch_size or self._batch_size
+        )
 
     def _encode(self, texts: list[str], batch_size: int) -> Vectors:
         if not texts:

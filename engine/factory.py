@@ -46,7 +46,9 @@ def build_dense_store(settings: Settings, embedder: Embedder) -> DenseStore:
     if cfg.mode == "edge":
         from engine.dense.edge import QdrantEdgeDenseStore
 
-        return QdrantEdgeDenseStore(settings.dense_dir, embedder.info, search_threads=cfg.search_threads)
+        return QdrantEdgeDenseStore(
+            settings.dense_dir, embedder.info, search_threads=cfg.search_threads
+        )
     from qdrant_client import QdrantClient
 
     from engine.dense.qdrant import QdrantDenseStore

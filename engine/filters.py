@@ -164,9 +164,7 @@ def _parse_object(raw: object, path: str, depth: int, counter: list[int]) -> Fil
     return parts[0] if len(parts) == 1 else And(tuple(parts))
 
 
-def _parse_logical(
-    op: str, value: object, path: str, depth: int, counter: list[int]
-) -> FilterExpr:
+def _parse_logical(op: str, value: object, path: str, depth: int, counter: list[int]) -> FilterExpr:
     if op == "$not":
         return Not(_parse_object(value, path, depth + 1, counter))
     if not isinstance(value, list) or not value:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from engine.models import Hit, ScoredPoint, StageScore
 
@@ -76,11 +76,11 @@ def single(ranking: Sequence[ScoredPoint], name: str) -> list[Hit]:
     ]
 
 
-def _ranked(hits: Sequence[Hit] | object, stage: str) -> list[Hit]:
-    ordered = sorted(
-        hits,  # type: ignore[call-overload]
-        key=lambda h: (-h.score, min(s.rank for s in h.stages.values()), h.point_id),
-    )
+def _ranked(hits: Iterable[Hit], stage: str) -> list[Hit]:
+    def key(hit: Hit) -> tuple[float, int, str]:
+        return (-hit.score, min(s.rank for s in hit.stages.values()), hit.point_id)
+
+    ordered = sorted(hits, key=key)
     for rank, hit in enumerate(ordered, start=1):
         hit.stages[stage] = StageScore(rank=rank, score=hit.score)
     return ordered

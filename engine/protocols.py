@@ -101,9 +101,7 @@ class SparseStore(Protocol):
 
     def commit(self) -> None: ...
 
-    def search(
-        self, query: str, limit: int, filter: FilterExpr | None = None
-    ) -> list[ScoredPoint]:
+    def search(self, query: str, limit: int, filter: FilterExpr | None = None) -> list[ScoredPoint]:
         """Best ``limit`` chunks by BM25, best first, ties by point id."""
         ...
 

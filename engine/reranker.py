@@ -73,13 +73,15 @@ class CrossEncoderReranker:
 
 def _load_onnx(name_or_path: str, max_length: int, *, quantized: bool) -> CrossEncoder:
     try:
-        import onnxruntime  # noqa: F401
-        import optimum  # noqa: F401
+        import onnxruntime  # type: ignore[import-untyped]  # noqa: F401
+        import optimum  # type: ignore[import-not-found]  # noqa: F401
     except ImportError as exc:
         raise MissingDependencyError(
             "the ONNX reranker backend needs: pip install 'braid-search[onnx]'"
         ) from exc
-    model = CrossEncoder(name_or_path, device="cpu", backend="onnx", max_length=max_length)
+    model: CrossEncoder = CrossEncoder(
+        name_or_path, device="cpu", backend="onnx", max_length=max_length
+    )
     if not quantized:
         return model
     folder = Path(name_or_path)
@@ -87,10 +89,11 @@ def _load_onnx(name_or_path: str, max_length: int, *, quantized: bool) -> CrossE
         from sentence_transformers import export_dynamic_quantized_onnx_model
 
         export_dynamic_quantized_onnx_model(model, "avx2", str(folder))
-    return CrossEncoder(
+    quantized_model: CrossEncoder = CrossEncoder(
         name_or_path,
         device="cpu",
         backend="onnx",
         max_length=max_length,
         model_kwargs={"file_name": ONNX_INT8_FILE},
     )
+    return quantized_model

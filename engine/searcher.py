@@ -91,7 +91,11 @@ class HybridSearcher:
             InvalidFilterError: the filter is malformed.
         """
         started = time.perf_counter()
-        expr = filter if filter is None or not isinstance(filter, Mapping) else parse_filter(dict(filter))
+        expr = (
+            filter
+            if filter is None or not isinstance(filter, Mapping)
+            else parse_filter(dict(filter))
+        )
         top_k, depth, use_rerank, rerank_n = self._check(
             query, top_k, mode, weights, candidates, rerank, rerank_depth
         )

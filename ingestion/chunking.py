@@ -124,7 +124,11 @@ class TokenChunker:
             # Tokenizing a slice can differ from slicing the tokens (word pieces at a cut
             # inside a word): near the limit, check the real count and step back until it fits.
             near_limit = last - first > budget - _RECOUNT_MARGIN
-            while near_limit and last - first > 1 and self.count(embed_text(title, text[start:end])) > self._limit:
+            while (
+                near_limit
+                and last - first > 1
+                and self.count(embed_text(title, text[start:end])) > self._limit
+            ):
                 last -= 1
                 end = offsets[last - 1][1]
             spans.append((start, end))

@@ -102,17 +102,26 @@ def _count_inputs(paths: list[str]) -> int | None:
             path = corpus
         if path.is_file():
             with path.open("rb") as handle:
-                total += sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+                total += sum(
+                    chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b"")
+                )
     return total
 
 
 @app.command()
 def ingest(
-    paths: Annotated[list[str], typer.Argument(help="JSONL files, BEIR folders, folders of .txt/.md/.html, or - for stdin")],
+    paths: Annotated[
+        list[str],
+        typer.Argument(help="JSONL files, BEIR folders, folders of .txt/.md/.html, or - for stdin"),
+    ],
     data_dir: DataDirOption = None,
-    batch_size: Annotated[int | None, typer.Option(help="embedding batch size", min=1, max=4096)] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="embedding batch size", min=1, max=4096)
+    ] = None,
     strict: Annotated[bool, typer.Option(help="stop at the first bad record")] = False,
-    api: Annotated[str | None, typer.Option("--api", help="send to a running braid server instead")] = None,
+    api: Annotated[
+        str | None, typer.Option("--api", help="send to a running braid server instead")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Chunk, embed and index documents into both stores (idempotent: unchanged ones are skipped)."""
@@ -152,7 +161,9 @@ def _run_ingest(
         TextColumn("[bold]ingest"),
         BarColumn(),
         TaskProgressColumn(),
-        TextColumn("{task.completed:,.0f} docs · {task.fields[chunks]:,} chunks · {task.fields[rate]:,.0f} chunks/s"),
+        TextColumn(
+            "{task.completed:,.0f} docs · {task.fields[chunks]:,} chunks · {task.fields[rate]:,.0f} chunks/s"
+        ),
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console) as bar:
@@ -161,7 +172,12 @@ def _run_ingest(
 
         def update(p: pipeline_module.Progress) -> None:
             elapsed = max(bar.get_time() - started, 1e-6)
-            bar.update(task, completed=p.documents + p.skipped + p.errors, chunks=p.chunks, rate=p.chunks / elapsed)
+            bar.update(
+                task,
+                completed=p.documents + p.skipped + p.errors,
+                chunks=p.chunks,
+                rate=p.chunks / elapsed,
+            )
 
         return pipeline.run(records, strict=strict, on_progress=update)
 
@@ -188,7 +204,10 @@ def search(
     query: Annotated[str, typer.Argument(help="the query text")],
     top_k: Annotated[int, typer.Option("--top-k", min=1, max=1000)] = 10,
     mode: Annotated[str, typer.Option(help="hybrid, dense or bm25")] = "hybrid",
-    filter_json: Annotated[str | None, typer.Option("--filter", help='metadata filter, e.g. \'{"year": {"$gte": 2020}}\'')] = None,
+    filter_json: Annotated[
+        str | None,
+        typer.Option("--filter", help='metadata filter, e.g. \'{"year": {"$gte": 2020}}\''),
+    ] = None,
     no_rerank: Annotated[bool, typer.Option("--no-rerank", help="skip the cross-encoder")] = False,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
@@ -234,12 +253,21 @@ def _print_hits(response: SearchResponse) -> None:
     for column in ("#", "doc_id", "score", "bm25", "dense", "rerank", "text"):
         table.add_column(column, overflow="fold" if column == "text" else "ellipsis")
     for rank, hit in enumerate(response.hits, start=1):
+
         def stage(name: str, h: Hit = hit) -> str:
             s = h.stages.get(name)
             return str(s.rank) if s else "-"
 
         text = hit.chunk.text if hit.chunk else ""
-        table.add_row(str(rank), hit.doc_id, f"{hit.score:.4f}", stage("bm25"), stage("dense"), stage("rerank"), text[:120])
+        table.add_row(
+            str(rank),
+            hit.doc_id,
+            f"{hit.score:.4f}",
+            stage("bm25"),
+            stage("dense"),
+            stage("rerank"),
+            text[:120],
+        )
     out.print(table)
     timings = "  ".join(f"{k} {v:.1f} ms" for k, v in response.timings_ms.items())
     out.print(f"[dim]{timings}[/]")
@@ -270,7 +298,9 @@ def _open_for_write(data_dir: Path | None, role: str) -> Any:
 @app.command()
 def delete(
     doc_ids: Annotated[list[str] | None, typer.Argument(help="document ids to delete")] = None,
-    filter_json: Annotated[str | None, typer.Option("--filter", help="delete every document matching this filter")] = None,
+    filter_json: Annotated[
+        str | None, typer.Option("--filter", help="delete every document matching this filter")
+    ] = None,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -299,12 +329,19 @@ def delete(
     if as_json:
         emit_json({"deleted": deleted, "not_found": missing})
     else:
-        console.print(f"deleted {len(deleted)} documents" + (f"; not found: {', '.join(missing)}" if missing else ""))
+        console.print(
+            f"deleted {len(deleted)} documents"
+            + (f"; not found: {', '.join(missing)}" if missing else "")
+        )
 
 
 def _disk_usage(path: Path) -> int:
     # Blocks really used: Qdrant preallocates sparse files far larger than their content.
-    return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+    return (
+        sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file())
+        if path.exists()
+        else 0
+    )
 
 
 @app.command()
@@ -316,9 +353,22 @@ def stats(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
         model = workspace.engine.embedder.info
         report = {
             "data_dir": str(settings.data_dir),
-            "dense": {"backend": settings.qdrant.mode, "chunks": workspace.engine.dense.count(), "bytes": _disk_usage(settings.dense_dir)},
-            "sparse": {"backend": "tantivy", "chunks": workspace.engine.sparse.count(), "bytes": _disk_usage(settings.sparse_dir)},
-            "ledger": workspace.ledger.totals() | {"models": [{"id": m, "version": v, "documents": n} for m, v, n in workspace.ledger.models()]},
+            "dense": {
+                "backend": settings.qdrant.mode,
+                "chunks": workspace.engine.dense.count(),
+                "bytes": _disk_usage(settings.dense_dir),
+            },
+            "sparse": {
+                "backend": "tantivy",
+                "chunks": workspace.engine.sparse.count(),
+                "bytes": _disk_usage(settings.sparse_dir),
+            },
+            "ledger": workspace.ledger.totals()
+            | {
+                "models": [
+                    {"id": m, "version": v, "documents": n} for m, v, n in workspace.ledger.models()
+                ]
+            },
             "embedding_model": {"id": model.model_id, "version": model.version, "dim": model.dim},
             "bytes": _disk_usage(settings.data_dir),
         }
@@ -328,7 +378,10 @@ def stats(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
         emit_json(report)
         return
     table = Table(title=f"braid stats: {report['data_dir']}", show_header=False)
-    table.add_row("ledger documents / chunks", f"{report['ledger']['documents']:,} / {report['ledger']['chunks']:,}")
+    table.add_row(
+        "ledger documents / chunks",
+        f"{report['ledger']['documents']:,} / {report['ledger']['chunks']:,}",
+    )
     table.add_row("dense chunks (Qdrant)", f"{report['dense']['chunks']:,}")
     table.add_row("sparse chunks (Tantivy)", f"{report['sparse']['chunks']:,}")
     table.add_row("pending documents", f"{report['ledger']['pending_documents']:,}")
@@ -343,7 +396,10 @@ def optimize(data_dir: DataDirOption = None, as_json: JsonOption = False) -> Non
     workspace = _open_for_write(data_dir, "braid optimize")
     try:
         workspace.pipeline.optimize()
-        result = {"dense_chunks": workspace.engine.dense.count(), "sparse_chunks": workspace.engine.sparse.count()}
+        result = {
+            "dense_chunks": workspace.engine.dense.count(),
+            "sparse_chunks": workspace.engine.sparse.count(),
+        }
     except BraidError as exc:
         raise fail(str(exc)) from exc
     finally:
@@ -351,4 +407,6 @@ def optimize(data_dir: DataDirOption = None, as_json: JsonOption = False) -> Non
     if as_json:
         emit_json(result)
     else:
-        console.print(f"optimized: {result['dense_chunks']:,} dense and {result['sparse_chunks']:,} sparse chunks")
+        console.print(
+            f"optimized: {result['dense_chunks']:,} dense and {result['sparse_chunks']:,} sparse chunks"
+        )

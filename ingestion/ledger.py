@@ -83,7 +83,9 @@ class Ledger:
     def get(self, doc_id: str) -> LedgerEntry | None:
         return self.lookup([doc_id]).get(doc_id)
 
-    def mark_pending(self, entries: Iterable[tuple[str, str, int]], model_id: str, model_version: str) -> None:
+    def mark_pending(
+        self, entries: Iterable[tuple[str, str, int]], model_id: str, model_version: str
+    ) -> None:
         """Record (doc_id, content_hash, chunk_count) as being written."""
         now = datetime.now(UTC).isoformat()
         with self._conn() as conn:

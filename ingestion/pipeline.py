@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from engine.filters import FilterExpr
 from engine.models import Chunk
-from engine.protocols import DenseStore, Embedder, SparseStore
+from engine.protocols import DenseStore, Embedder, SparseStore, Vectors
 from ingestion.chunking import TokenChunker
 from ingestion.documents import InputError, SourceDocument
 from ingestion.ledger import Ledger
@@ -177,7 +177,12 @@ class IngestPipeline:
         def progress() -> None:
             if on_progress is not None:
                 with lock:
-                    snapshot = Progress(report.documents, report.chunks, report.skipped_unchanged, len(report.errors))
+                    snapshot = Progress(
+                        report.documents,
+                        report.chunks,
+                        report.skipped_unchanged,
+                        len(report.errors),
+                    )
                 on_progress(snapshot)
 
         def read() -> None:
@@ -206,10 +211,10 @@ class IngestPipeline:
             while (item := batches.get()) is not _DONE:
                 if stop.is_set() and failures:
                     continue  # drain so the reader can finish
-                batch: _Batch = item  # type: ignore[assignment]
-                texts = [self.chunker.embed_input(c) for c in batch.chunks]
+                todo: _Batch = item  # type: ignore[assignment]
+                texts = [self.chunker.embed_input(c) for c in todo.chunks]
                 vectors = self.embedder.encode_passages(texts, batch_size=self.batch_size)
-                encoded.put((batch, vectors))
+                encoded.put((todo, vectors))
         finally:
             encoded.put(_DONE)
             reader.join()
@@ -257,7 +262,9 @@ class IngestPipeline:
             first = seen.get(record.doc_id)
             if first is not None:
                 with lock:
-                    report.errors.append(f"{record.origin}: duplicate id {record.doc_id!r} (first at {first})")
+                    report.errors.append(
+                        f"{record.origin}: duplicate id {record.doc_id!r} (first at {first})"
+                    )
                 if strict:
                     break
                 continue
@@ -269,7 +276,9 @@ class IngestPipeline:
                 chunk_estimate = 0
         flush()
 
-    def _prepare(self, docs: list[SourceDocument], report: IngestReport, lock: threading.Lock) -> _Batch:
+    def _prepare(
+        self, docs: list[SourceDocument], report: IngestReport, lock: threading.Lock
+    ) -> _Batch:
         known = self.ledger.lookup([d.doc_id for d in docs])
         model = self.embedder.info
         fresh: list[SourceDocument] = []
@@ -305,6 +314,8 @@ class IngestPipeline:
         uncommitted: list[str] = []
         uncommitted_chunks = 0
         while (item := encoded.get()) is not _DONE:
+            batch: _Batch
+            vectors: Vectors
             batch, vectors = item  # type: ignore[misc]
             counts: dict[str, int] = {}
             for chunk in batch.chunks:

@@ -90,7 +90,7 @@ def read_beir(folder: Path) -> Iterator[Record]:
 
 def html_to_text(html: str) -> tuple[str, str]:
     """Visible text and ``<title>`` of an HTML page (scripts and styles dropped)."""
-    from selectolax.parser import HTMLParser
+    from selectolax.parser import HTMLParser  # type: ignore[attr-defined]
 
     tree = HTMLParser(html)
     title_node = tree.css_first("title")

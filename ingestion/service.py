@@ -64,8 +64,7 @@ def open_workspace(
         tokenizer_of(engine),  # type: ignore[arg-type]
         engine.embedder.max_seq_length,
         engine.embedder.passage_prefix,
-        policy
-        or ChunkingPolicy(settings.chunking.max_tokens, settings.chunking.overlap_tokens),
+        policy or ChunkingPolicy(settings.chunking.max_tokens, settings.chunking.overlap_tokens),
     )
     pipeline = IngestPipeline(
         engine.embedder,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,9 @@ _SCROLL_PAGE = 10_000
 class QdrantEdgeDenseStore:
     """Dense store in a Qdrant Edge shard directory (single process: it owns the files)."""
 
-    def __init__(self, path: str | Path, model: ModelInfo, *, search_threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, model: ModelInfo, *, search_threads: int | None = None
+    ) -> None:
         """Open the shard at ``path``, creating it for ``model`` when it does not exist.
 
         Args:
@@ -60,7 +62,9 @@ class QdrantEdgeDenseStore:
             else:
                 self._shard = qe.EdgeShard.load(str(self._path), config)
         except Exception as exc:  # the binding raises plain exceptions
-            raise BackendUnavailableError(f"cannot open Qdrant Edge shard at {self._path}: {exc}") from exc
+            raise BackendUnavailableError(
+                f"cannot open Qdrant Edge shard at {self._path}: {exc}"
+            ) from exc
         self._indexed: set[str] = set(self._shard.info().payload_schema)
         self._ensure_indexes(dict(CORE_INDEXES))
 
@@ -93,7 +97,9 @@ class QdrantEdgeDenseStore:
             return
         condition = qe.FieldCondition(key="doc_id", match=qe.MatchAny(any=list(doc_ids)))
         with self._lock:
-            self._shard.update(qe.UpdateOperation.delete_points_by_filter(qe.Filter(must=[condition])))
+            self._shard.update(
+                qe.UpdateOperation.delete_points_by_filter(qe.Filter(must=[condition]))
+            )
 
     def search(
         self, vector: Vectors, limit: int, filter: FilterExpr | None = None
@@ -155,3 +161,22 @@ class QdrantEdgeDenseStore:
         with self._lock:
             self._shard.flush()
             self._shard.close()
+
+    def points(
+        self, batch: int = _SCROLL_PAGE
+    ) -> Iterator[tuple[str, list[float], dict[str, Any]]]:
+        """Every point as (point id, vector, payload), in pages (export, benchmarks)."""
+        offset: Any = None
+        while True:
+            records, offset = self._shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=batch, with_payload=True, with_vector=True)
+            )
+            for record in records:
+                vector = record.vector
+                yield (
+                    str(record.id),
+                    [float(x) for x in vector] if isinstance(vector, list) else [],  # type: ignore[arg-type]
+                    dict(record.payload or {}),
+                )
+            if offset is None:
+                return

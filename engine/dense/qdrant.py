@@ -95,9 +95,13 @@ class QdrantDenseStore:
     def delete_docs(self, doc_ids: Sequence[str]) -> None:
         if not doc_ids:
             return
-        selector = qm.Filter(must=[qm.FieldCondition(key="doc_id", match=qm.MatchAny(any=list(doc_ids)))])
+        selector = qm.Filter(
+            must=[qm.FieldCondition(key="doc_id", match=qm.MatchAny(any=list(doc_ids)))]
+        )
         try:
-            self._client.delete(self._collection, points_selector=qm.FilterSelector(filter=selector), wait=True)
+            self._client.delete(
+                self._collection, points_selector=qm.FilterSelector(filter=selector), wait=True
+            )
         except _BACKEND_ERRORS as exc:
             raise BackendUnavailableError(f"Qdrant delete failed: {exc}") from exc
 

@@ -38,8 +38,12 @@ def build_schema() -> tantivy.Schema:
     builder.add_unsigned_field("key_lo", stored=False, indexed=False, fast=True)
     builder.add_text_field(BM25_FIELD, stored=False, tokenizer_name="en_stem", index_option="freq")
     builder.add_json_field("meta", stored=False, tokenizer_name="raw", index_option="basic")
-    builder.add_json_field("num", stored=False, fast=True, tokenizer_name="raw", index_option="basic")
-    builder.add_json_field("dt", stored=False, fast=True, tokenizer_name="raw", index_option="basic")
+    builder.add_json_field(
+        "num", stored=False, fast=True, tokenizer_name="raw", index_option="basic"
+    )
+    builder.add_json_field(
+        "dt", stored=False, fast=True, tokenizer_name="raw", index_option="basic"
+    )
     builder.add_bytes_field("payload", stored=True, indexed=False)
     return builder.build()
 
@@ -82,7 +86,9 @@ class TantivySparseStore:
         try:
             self._index = tantivy.Index(build_schema(), path=str(self._path), reuse=True)
         except ValueError as exc:
-            raise BackendUnavailableError(f"cannot open Tantivy index at {self._path}: {exc}") from exc
+            raise BackendUnavailableError(
+                f"cannot open Tantivy index at {self._path}: {exc}"
+            ) from exc
         self._schema = self._index.schema
         self._analyzer = query_analyzer()
         self._lock = threading.Lock()
@@ -166,9 +172,7 @@ class TantivySparseStore:
         """Terms of ``text`` as the index sees them."""
         return list(self._analyzer.analyze(text))
 
-    def search(
-        self, query: str, limit: int, filter: FilterExpr | None = None
-    ) -> list[ScoredPoint]:
+    def search(self, query: str, limit: int, filter: FilterExpr | None = None) -> list[ScoredPoint]:
         """Best ``limit`` chunks by BM25 (k1 1.2, b 0.75), best first.
 
         Every query term is an OR-ed term query on ``content`` (no query syntax, so user text
@@ -196,13 +200,19 @@ class TantivySparseStore:
             )
         searcher = self._index.searcher()
         hits = searcher.search(text_query, limit, count=False).hits
-        return _sorted(zip(self._point_ids(searcher, [a for _, a in hits]), (s for s, _ in hits), strict=True))
+        return _sorted(
+            zip(self._point_ids(searcher, [a for _, a in hits]), (s for s, _ in hits), strict=True)
+        )
 
     @staticmethod
     def _point_ids(searcher: tantivy.Searcher, addresses: list[tantivy.DocAddress]) -> list[str]:
         his = searcher.fast_field_values("key_hi", addresses)
         los = searcher.fast_field_values("key_lo", addresses)
-        return [str(uuid.UUID(int=(int(hi) << 64) | int(lo))) for hi, lo in zip(his, los, strict=True)]  # type: ignore[arg-type]
+        # Both fields are u64 fast fields present on every document: never None here.
+        return [
+            str(uuid.UUID(int=(int(hi) << 64) | int(lo)))  # type: ignore[arg-type]
+            for hi, lo in zip(his, los, strict=True)
+        ]
 
     def fetch(self, point_ids: Sequence[str]) -> dict[str, Chunk]:
         """Stored chunks by point id."""
@@ -215,7 +225,7 @@ class TantivySparseStore:
         searcher = self._index.searcher()
         for _, address in searcher.search(query, limit, count=False).hits:
             raw = searcher.doc(address).get_first("payload")
-            yield chunk_from_payload(json.loads(bytes(raw)))
+            yield chunk_from_payload(json.loads(bytes(raw or b"")))
 
     def chunks(
         self, filter: FilterExpr | None = None, searcher: tantivy.Searcher | None = None
@@ -224,14 +234,18 @@ class TantivySparseStore:
 
         ``searcher`` pins a snapshot: it keeps seeing the same chunks whatever is written.
         """
-        query = tantivy.Query.all_query() if filter is None else to_tantivy_query(filter, self._index)
+        query = (
+            tantivy.Query.all_query() if filter is None else to_tantivy_query(filter, self._index)
+        )
         searcher = searcher or self._index.searcher()
-        total = searcher.search(query, 1, count=True).count
+        total = int(searcher.search(query, 1, count=True).count)  # type: ignore[attr-defined]
         offset = 0
         while offset < total:
             page = searcher.search(query, _SCROLL_PAGE, count=False, offset=offset).hits
             for _, address in page:
-                yield chunk_from_payload(json.loads(bytes(searcher.doc(address).get_first("payload"))))
+                yield chunk_from_payload(
+                    json.loads(bytes(searcher.doc(address).get_first("payload") or b""))
+                )
             offset += _SCROLL_PAGE
 
     def doc_ids(self, filter: FilterExpr | None = None) -> set[str]:
@@ -301,4 +315,6 @@ def _split_metadata(
 
 
 def _sorted(pairs: Iterable[tuple[str, float]]) -> list[ScoredPoint]:
-    return [ScoredPoint(pid, float(score)) for pid, score in sorted(pairs, key=lambda p: (-p[1], p[0]))]
+    return [
+        ScoredPoint(pid, float(score)) for pid, score in sorted(pairs, key=lambda p: (-p[1], p[0]))
+    ]

@@ -1,7 +1,130 @@
-"""The ``braid bench`` group."""
+"""The ``braid bench`` group: figures printed (and as JSON), never asserted."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from engine.config import Settings
 
 bench_app = typer.Typer(no_args_is_help=True)
+console = Console(stderr=True)
+DEFAULT_CORPUS = Path("../shared/data/scifact")
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    return Settings(data_dir=data_dir) if data_dir is not None else Settings()
+
+
+@bench_app.command("query")
+def query(
+    docs: Annotated[
+        int, typer.Option("--docs", help="chunks in the benchmark index", min=100)
+    ] = 100_000,
+    queries: Annotated[int, typer.Option(help="queries per mode", min=10)] = 300,
+    corpus: Annotated[
+        Path, typer.Option(help="BEIR folder scaled up into the index")
+    ] = DEFAULT_CORPUS,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="root for the cached benchmark index")
+    ] = None,
+    peer: Annotated[bool, typer.Option(help="also time Qdrant Edge's own fused RRF query")] = True,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Per-stage latency (p50/p95) for bm25, dense, hybrid and hybrid+filter on N chunks."""
+    from eval.bench.query import run_query_bench
+
+    base = _settings(data_dir)
+    settings = base.model_copy(update={"data_dir": base.data_dir / f"bench-query-{docs}"})
+    console.print(f"benchmark index: {settings.data_dir} (built once, then reused)")
+    report = run_query_bench(settings, corpus, docs, queries, with_peer=peer)
+    _emit(report, as_json, _query_table)
+
+
+@bench_app.command("ingest")
+def ingest(
+    corpus: Annotated[Path, typer.Option(help="BEIR folder to ingest")] = DEFAULT_CORPUS,
+    limit: Annotated[int | None, typer.Option(help="only the first N documents")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="root for the throw-away index")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Ingest throughput vs raw model.encode on the same chunks, in one run."""
+    from eval.bench.ingest import run_ingest_bench
+
+    base = _settings(data_dir)
+    report = run_ingest_bench(base, corpus, limit, batch_size)
+    _emit(report, as_json, _ingest_table)
+
+
+def _emit(report: dict[str, Any], as_json: bool, table: Any) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(report) + "\n")
+    else:
+        Console().print(table(report))
+
+
+def _query_table(report: dict[str, Any]) -> Table:
+    table = Table(
+        title=f"query latency, {report['chunks']:,} chunks, {report['queries']} queries (ms)"
+    )
+    for column in (
+        "mode",
+        "embed p50",
+        "dense p50",
+        "sparse p50",
+        "total p50",
+        "total p95",
+        "overhead",
+    ):
+        table.add_column(column)
+    for name, stats in report["modes"].items():
+        p50, p95 = stats["p50"], stats["p95"]
+        table.add_row(
+            name,
+            f"{p50.get('embed', 0):.2f}",
+            f"{p50.get('dense', 0):.2f}",
+            f"{p50.get('sparse', 0):.2f}",
+            f"{p50['total']:.2f}",
+            f"{p95['total']:.2f}",
+            f"{stats['overhead_ratio_p50']:.2f}x",
+        )
+    if "peer_qdrant_edge_fused_rrf" in report:
+        peer = report["peer_qdrant_edge_fused_rrf"]
+        table.add_row(
+            "peer: Edge fused RRF",
+            f"{peer['p50']['embed']:.2f}",
+            "",
+            "",
+            f"{peer['p50']['total']:.2f}",
+            f"{peer['p95']['total']:.2f}",
+            "",
+        )
+    return table
+
+
+def _ingest_table(report: dict[str, Any]) -> Table:
+    table = Table(
+        title=f"ingest throughput: {report['documents']:,} docs, {report['chunks']:,} chunks"
+    )
+    table.add_column("what")
+    table.add_column("docs/s")
+    table.add_column("chunks/s")
+    table.add_row(
+        "braid ingest (read, chunk, embed, write)",
+        f"{report['ingest']['docs_per_s']:.1f}",
+        f"{report['ingest']['chunks_per_s']:.1f}",
+    )
+    table.add_row(
+        "raw model.encode, same chunks", "", f"{report['raw_encode']['chunks_per_s']:.1f}"
+    )
+    table.add_row("ratio ingest / raw", "", f"{report['ratio']:.3f}")
+    return table

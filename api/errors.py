@@ -1,0 +1,263 @@
+"""The API's one status-code table and its one JSON error shape.
+
+Every error leaves the service as ``{"error": {"code", "message", "path"?}}``, with the
+status from ``STATUS_TABLE``. Routes raise engine errors (``BraidError`` subclasses) or the
+``ApiError`` subclasses below and never build error responses themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from engine.errors import (
+    BackendUnavailableError,
+    BraidError,
+    ConfigError,
+    DocumentNotFoundError,
+    IndexLockedError,
+    InvalidDocumentError,
+    InvalidFilterError,
+    InvalidRequestError,
+    MissingDependencyError,
+    ModelMismatchError,
+)
+from ingestion.worker import JobNotFoundError, QueueFullError
+
+_log = logging.getLogger("braid.api")
+# Seconds a client should wait before retrying a 503 (a busy queue, a store being reopened).
+RETRY_AFTER_S = 5
+
+
+class ApiError(Exception):
+    """An error found at the API edge; its class picks the status in ``STATUS_TABLE``."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+
+class Unauthorized(ApiError):
+    """No API key, or one that matches no configured key."""
+
+
+class Forbidden(ApiError):
+    """A valid key without the scope the endpoint needs (a read-only key on a write)."""
+
+
+class LimitExceeded(ApiError):
+    """A request exceeds a configured limit (query length, top_k, batch size, text size)."""
+
+
+class InvalidInput(ApiError):
+    """A request that is well-formed JSON but cannot be served as given."""
+
+
+class PayloadTooLarge(ApiError):
+    """The request body is larger than ``api.max_body_bytes``."""
+
+
+class NotReady(ApiError):
+    """The service is still loading its models or opening its stores (or failed to)."""
+
+
+class RouteNotFound(ApiError):
+    """No route, or no such resource under a known route."""
+
+
+# Most specific class first: the first ``isinstance`` match decides.
+STATUS_TABLE: Sequence[tuple[type[Exception], int, str]] = (
+    (InvalidFilterError, 422, "invalid_filter"),
+    (InvalidRequestError, 422, "invalid_request"),
+    (InvalidDocumentError, 422, "invalid_document"),
+    (LimitExceeded, 422, "limit_exceeded"),
+    (InvalidInput, 422, "invalid_input"),
+    (DocumentNotFoundError, 404, "document_not_found"),
+    (JobNotFoundError, 404, "job_not_found"),
+    (RouteNotFound, 404, "not_found"),
+    (ModelMismatchError, 409, "model_mismatch"),
+    (PayloadTooLarge, 413, "payload_too_large"),
+    (Unauthorized, 401, "unauthorized"),
+    (Forbidden, 403, "forbidden"),
+    (IndexLockedError, 503, "index_locked"),
+    (BackendUnavailableError, 503, "backend_unavailable"),
+    (QueueFullError, 503, "queue_full"),
+    (NotReady, 503, "not_ready"),
+    (MissingDependencyError, 503, "missing_dependency"),
+    (ConfigError, 503, "config_error"),
+    (BraidError, 500, "engine_error"),
+)
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+class ErrorItem(BaseModel):
+    message: str
+    path: str | None = None
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable, machine-readable error code", examples=["invalid_filter"])
+    message: str = Field(description="what is wrong, for people")
+    path: str | None = Field(
+        default=None,
+        description="where in the request: a JSON path into the body ('$.filter.year.$gte'), "
+        "or 'query.NAME' / 'path.NAME' for parameters",
+        examples=["$.filter.year.$gte"],
+    )
+    details: list[ErrorItem] | None = Field(
+        default=None, description="validation errors only: every problem found, not just the first"
+    )
+
+
+class ErrorResponse(BaseModel):
+    """The one error shape of every endpoint."""
+
+    error: ErrorDetail
+
+
+def classify(exc: Exception) -> tuple[int, str]:
+    """Status and code of an exception, from ``STATUS_TABLE`` (500 for anything unknown)."""
+    for cls, status, code in STATUS_TABLE:
+        if isinstance(exc, cls):
+            return status, code
+    return 500, "internal_error"
+
+
+def error_payload(code: str, message: str, path: str | None = None) -> dict[str, Any]:
+    detail: dict[str, Any] = {"code": code, "message": message}
+    if path is not None:
+        detail["path"] = path
+    return {"error": detail}
+
+
+def error_headers(status: int) -> dict[str, str]:
+    if status == 503:
+        return {"Retry-After": str(RETRY_AFTER_S)}
+    if status == 401:
+        return {"WWW-Authenticate": 'Bearer realm="braid"'}
+    return {}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    path: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        error_payload(code, message, path),
+        status_code=status,
+        headers={**error_headers(status), **(headers or {})},
+    )
+
+
+def _path_of(exc: Exception) -> str | None:
+    if isinstance(exc, ApiError):
+        return exc.path
+    if isinstance(exc, InvalidFilterError):
+        return exc.path
+    return None
+
+
+def _message_of(exc: Exception) -> str:
+    if isinstance(exc, ApiError):
+        return exc.message
+    if isinstance(exc, InvalidFilterError):
+        return exc.reason
+    return str(exc) or type(exc).__name__
+
+
+def location_path(loc: Sequence[int | str]) -> str:
+    """FastAPI's ``loc`` tuple as a JSON path (body) or ``query.NAME`` (parameters)."""
+    if not loc:
+        return "$"
+    where, rest = loc[0], list(loc[1:])
+    if where == "body":
+        text = "$"
+        for part in rest:
+            text += f"[{part}]" if isinstance(part, int) else f".{part}"
+        return text
+    return ".".join(str(p) for p in (where, *rest))
+
+
+async def _handle_known(request: Request, exc: Exception) -> JSONResponse:
+    status, code = classify(exc)
+    if status >= 500 and status != 503:
+        _log.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
+    return error_response(status, code, _message_of(exc), _path_of(exc))
+
+
+async def _handle_validation(_: Request, exc: Exception) -> JSONResponse:
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    if not errors:
+        return error_response(422, "validation_error", "invalid request")
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        return error_response(400, "malformed_json", "the request body is not valid JSON")
+    path = location_path(first.get("loc", ()))
+    message = str(first.get("msg", "invalid value"))
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    # Every problem, for clients that fix several at once.
+    details = [
+        {"message": str(e.get("msg", "")), "path": location_path(e.get("loc", ()))}
+        for e in errors[:50]
+    ]
+    body = error_payload("validation_error", message, path)
+    body["error"]["details"] = jsonable_encoder(details)
+    return JSONResponse(body, status_code=422)
+
+
+async def _handle_http(_: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, StarletteHTTPException):
+        return error_response(500, "internal_error", "internal error")
+    code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    message = str(exc.detail) if exc.detail else code.replace("_", " ")
+    return error_response(exc.status_code, code, message, headers=exc.headers)
+
+
+async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # A bug: log it with its traceback, answer in the usual shape without internals.
+    _log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "internal error; it has been logged")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers: engine and API errors, validation, HTTP errors, bugs."""
+    app.add_exception_handler(BraidError, _handle_known)
+    app.add_exception_handler(ApiError, _handle_known)
+    app.add_exception_handler(RequestValidationError, _handle_validation)
+    app.add_exception_handler(StarletteHTTPException, _handle_http)
+    app.add_exception_handler(Exception, _handle_unexpected)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route can answer."""
+    descriptions = {
+        400: "Malformed JSON body",
+        401: "Missing or unknown API key",
+        403: "The key may not write",
+        404: "Not found",
+        409: "The index was built with another embedding model",
+        413: "Body larger than api.max_body_bytes",
+        422: "Invalid or out-of-limit input; `path` points at it",
+        503: "Not ready, store locked or unavailable, or queue full (see Retry-After)",
+    }
+    return {s: {"model": ErrorResponse, "description": descriptions[s]} for s in statuses}

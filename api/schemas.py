@@ -1,0 +1,417 @@
+"""Request and response bodies: one class per direction, separate from the engine's models.
+
+Field limits here are the hard ones (the engine's own maxima). The configurable ones
+(``Settings.api``: query length, top_k, candidates, batch sizes, text sizes) are checked in
+``api/deps.py`` and written into the OpenAPI document by ``api/main.py``, so the published
+schema states the limits the running service enforces.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictInt, StrictStr
+
+from engine.models import Hit, ModelInfo, SearchResponse
+from engine.searcher import MAX_CANDIDATES, MAX_TOP_K
+from ingestion.ledger import LedgerEntry
+from ingestion.worker import Job, WorkerStatus
+
+FilterJson = dict[str, JsonValue]
+_FILTER_DOC = (
+    "Metadata filter (the engine's filter language): `{\"source\": \"docs\"}`, "
+    '`{"year": {"$gte": 2019, "$lt": 2024}}`, `{"tags": {"$in": ["a", "b"]}}`, combined with '
+    "`$and`, `$or`, `$not`; at most 8 levels deep and 256 conditions. Errors answer 422 with "
+    "the JSON path of the offending part."
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- search -------------------------------------------------------------------------------
+
+
+class Weights(_Strict):
+    """Per-retriever fusion weights (hybrid mode); a weight of 0 drops that retriever."""
+
+    bm25: float = Field(default=1.0, ge=0, le=1000, allow_inf_nan=False)
+    dense: float = Field(default=1.0, ge=0, le=1000, allow_inf_nan=False)
+
+
+class SearchRequest(_Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "query": "how does reciprocal rank fusion combine rankings",
+                    "top_k": 5,
+                    "mode": "hybrid",
+                    "filter": {"source": "docs", "year": {"$gte": 2019}},
+                    "explain": True,
+                }
+            ]
+        },
+    )
+
+    query: str = Field(
+        min_length=1,
+        max_length=100_000,
+        description="the text to search for (at most api.max_query_chars characters)",
+    )
+    top_k: int = Field(
+        default=10, ge=1, le=MAX_TOP_K, description="hits to return (at most api.max_top_k)"
+    )
+    mode: Literal["hybrid", "bm25", "dense"] = Field(
+        default="hybrid", description="BM25 only, dense only, or both fused"
+    )
+    filter: FilterJson | None = Field(default=None, description=_FILTER_DOC)
+    weights: Weights | None = Field(
+        default=None, description="fusion weights; default from the server's settings"
+    )
+    fusion: Literal["rrf", "convex"] | None = Field(
+        default=None,
+        description="rrf: weighted reciprocal rank fusion; convex: min-max normalised "
+        "weighted sum of scores; default from the server's settings",
+    )
+    rrf_k: float | None = Field(
+        default=None,
+        gt=0,
+        le=1_000_000,
+        allow_inf_nan=False,
+        description="RRF constant k in w / (k + rank), ranks 1-based (default 60)",
+    )
+    candidates: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_CANDIDATES,
+        description="hits fetched from each retriever before fusion (at most api.max_candidates)",
+    )
+    rerank: bool | None = Field(
+        default=None,
+        description="rerank the fused head with the cross-encoder; default: when one is "
+        "configured. true without a configured reranker answers 422",
+    )
+    rerank_depth: int | None = Field(
+        default=None, ge=1, le=MAX_CANDIDATES, description="fused hits that are reranked"
+    )
+    include_text: bool = Field(default=True, description="return each hit's chunk text")
+    explain: bool = Field(
+        default=False, description="return each hit's rank and score in every stage"
+    )
+
+
+class StageOut(BaseModel):
+    rank: int = Field(description="1-based rank in this stage")
+    score: float = Field(description="this stage's own score")
+
+
+class HitOut(BaseModel):
+    rank: int = Field(description="1-based position in the results")
+    doc_id: str
+    chunk_id: str = Field(description="'<doc_id>#<chunk index>'")
+    score: float = Field(
+        description="the final stage's score: rerank, else fusion, else the retriever's"
+    )
+    title: str | None = None
+    text: str | None = Field(default=None, description="absent when include_text is false")
+    start: int | None = Field(default=None, description="character offset in the document")
+    end: int | None = None
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    stages: dict[str, StageOut] | None = Field(
+        default=None,
+        description="with explain: rank and score per stage ('bm25', 'dense', 'rrf' or "
+        "'convex', 'rerank'); a retriever that did not find the hit is absent",
+    )
+
+    @classmethod
+    def from_engine(cls, rank: int, hit: Hit, include_text: bool, explain: bool) -> HitOut:
+        chunk = hit.chunk
+        return cls(
+            rank=rank,
+            doc_id=hit.doc_id,
+            chunk_id=hit.chunk_id,
+            score=hit.score,
+            title=chunk.title if chunk else None,
+            text=chunk.text if chunk and include_text else None,
+            start=chunk.start if chunk else None,
+            end=chunk.end if chunk else None,
+            metadata=dict(chunk.metadata) if chunk else {},
+            stages={k: StageOut(rank=s.rank, score=s.score) for k, s in hit.stages.items()}
+            if explain
+            else None,
+        )
+
+
+class ModelOut(BaseModel):
+    id: str
+    version: str = Field(description="first 12 hex digits of the weights' SHA-256")
+    dim: int
+
+    @classmethod
+    def from_engine(cls, info: ModelInfo) -> ModelOut:
+        return cls(id=info.model_id, version=info.version, dim=info.dim)
+
+
+class SearchResponseOut(BaseModel):
+    hits: list[HitOut]
+    mode: Literal["hybrid", "bm25", "dense"]
+    timings_ms: dict[str, float] = Field(
+        description="milliseconds per stage: embed, dense, sparse, fuse, rerank, fetch, total"
+    )
+    embedding_model: ModelOut | None = None
+    reranker_model: str | None = Field(default=None, description="set when hits were reranked")
+
+    @classmethod
+    def from_engine(
+        cls, response: SearchResponse, include_text: bool, explain: bool
+    ) -> SearchResponseOut:
+        model = response.embedding_model
+        return cls(
+            hits=[
+                HitOut.from_engine(i, h, include_text, explain)
+                for i, h in enumerate(response.hits, start=1)
+            ],
+            mode=response.mode,
+            timings_ms={k: round(v, 3) for k, v in response.timings_ms.items()},
+            embedding_model=ModelOut.from_engine(model) if model else None,
+            reranker_model=response.reranker_model,
+        )
+
+
+# -- documents and jobs -------------------------------------------------------------------
+
+
+class DocumentIn(BaseModel):
+    """One document in the CLI's JSONL record shape: every other key is metadata."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "rrf-fusion",
+                    "title": "Reciprocal rank fusion",
+                    "text": "Reciprocal rank fusion combines several rankings ...",
+                    "source": "docs",
+                    "year": 2021,
+                    "tags": ["fusion", "ranking"],
+                }
+            ]
+        },
+    )
+
+    id: StrictStr | StrictInt | None = Field(
+        default=None, description="document id (or `_id`), at most 512 characters"
+    )
+    text: StrictStr = Field(description="the body (at most api.max_document_chars characters)")
+    title: StrictStr | None = None
+
+
+class DocumentsIn(_Strict):
+    documents: list[DocumentIn] = Field(
+        min_length=1,
+        description="documents to add or replace (at most api.max_batch_documents); other "
+        "keys of each are metadata: strings, finite numbers, bools or lists of strings, keys "
+        "of letters, digits and '_'",
+    )
+
+
+class DeleteByFilterIn(_Strict):
+    filter: FilterJson = Field(description=_FILTER_DOC)
+
+
+class JobProgressOut(BaseModel):
+    documents: int = Field(description="documents written so far")
+    chunks: int = Field(description="chunks written so far")
+    skipped: int = Field(description="documents skipped as unchanged")
+    errors: int
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: Literal["upsert", "delete", "delete_filter"]
+    state: Literal["queued", "running", "done", "failed"]
+    items: int = Field(description="documents to upsert or ids to delete")
+    progress: JobProgressOut
+    result: dict[str, JsonValue] | None = Field(
+        default=None,
+        description="when done: for an upsert {documents, chunks, skipped_unchanged, deleted, "
+        "errors, seconds}; for a delete {deleted, not_found}",
+    )
+    error: str | None = Field(default=None, description="when failed: why")
+    attempts: int = Field(description="times a worker started it (more than 1 after a restart)")
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+
+    @classmethod
+    def from_job(cls, job: Job) -> JobOut:
+        p = job.progress
+        return cls(
+            id=job.id,
+            kind=job.kind,
+            state=job.state,
+            items=job.items,
+            progress=JobProgressOut(
+                documents=p.documents, chunks=p.chunks, skipped=p.skipped, errors=p.errors
+            ),
+            result=job.result,  # type: ignore[arg-type]
+            error=job.error,
+            attempts=job.attempts,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status_url: str = Field(description="GET it to follow the job")
+    job: JobOut
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+
+
+class ChunkOut(BaseModel):
+    chunk_id: str
+    chunk_index: int
+    text: str | None
+    start: int | None
+    end: int | None
+    in_dense: bool = Field(description="present in the dense store (Qdrant)")
+    in_sparse: bool = Field(description="present in the sparse store (Tantivy)")
+
+
+class DocumentOut(BaseModel):
+    doc_id: str
+    state: Literal["pending", "indexed"] = Field(
+        description="ledger state: pending while being written"
+    )
+    content_hash: str
+    chunk_count: int
+    embedding_model: str
+    embedding_model_version: str
+    updated_at: str
+    title: str | None = None
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    chunks: list[ChunkOut]
+
+    @classmethod
+    def from_parts(
+        cls, entry: LedgerEntry, chunks: list[ChunkOut], title: str | None, metadata: dict[str, JsonValue]
+    ) -> DocumentOut:
+        return cls(
+            doc_id=entry.doc_id,
+            state=entry.state,
+            content_hash=entry.content_hash,
+            chunk_count=entry.chunk_count,
+            embedding_model=entry.model_id,
+            embedding_model_version=entry.model_version,
+            updated_at=entry.updated_at,
+            title=title,
+            metadata=metadata,
+            chunks=chunks,
+        )
+
+
+# -- embeddings ---------------------------------------------------------------------------
+
+
+class EmbedRequest(_Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"texts": ["what is BM25?"], "kind": "query"}]},
+    )
+
+    texts: list[StrictStr] = Field(
+        min_length=1,
+        description="texts to embed, at most api.max_embed_texts per request. Each is cut "
+        "at the model's max_seq_length tokens (see `truncated`); a query may have at most "
+        "api.max_query_chars characters, a passage api.max_document_chars.",
+    )
+    kind: Literal["query", "passage"] = Field(
+        default="query",
+        description="query or passage: models with prefixes (E5, BGE) embed them differently",
+    )
+
+
+class EmbedResponse(BaseModel):
+    embeddings: list[list[float]] = Field(description="one L2-normalised vector per text")
+    tokens: list[int] = Field(description="tokens of each text, special tokens included")
+    truncated: list[bool] = Field(description="text longer than max_seq_length, cut by the model")
+    model: ModelOut
+    max_seq_length: int
+
+
+# -- service ------------------------------------------------------------------------------
+
+
+class StoreStats(BaseModel):
+    backend: str
+    chunks: int
+
+
+class LedgerModel(BaseModel):
+    id: str
+    version: str
+    documents: int
+
+
+class LedgerStats(BaseModel):
+    documents: int
+    chunks: int
+    pending_documents: int
+    models: list[LedgerModel]
+
+
+class QueueStats(BaseModel):
+    depth: int = Field(description="queued plus running jobs")
+    max_unfinished: int
+    jobs: dict[str, int] = Field(description="jobs per state")
+
+
+class WorkerOut(BaseModel):
+    state: str
+    current_job: str | None
+    jobs_done: int
+    jobs_failed: int
+    last_error: str | None
+
+    @classmethod
+    def from_status(cls, status: WorkerStatus) -> WorkerOut:
+        return cls(
+            state=status.state,
+            current_job=status.current_job,
+            jobs_done=status.jobs_done,
+            jobs_failed=status.jobs_failed,
+            last_error=status.last_error,
+        )
+
+
+class StatsOut(BaseModel):
+    data_dir: str
+    dense: StoreStats
+    sparse: StoreStats
+    ledger: LedgerStats
+    embedding_model: ModelOut
+    reranker_model: str | None
+    queue: QueueStats
+    worker: WorkerOut
+    consistent: bool = Field(
+        description="ledger, dense and sparse chunk counts agree and nothing is pending"
+    )
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyOut(BaseModel):
+    ready: bool
+    status: str = Field(description="loading, ready, stopping or failed")
+    error: str | None = None

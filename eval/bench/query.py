@@ -1,0 +1,160 @@
+"""``braid bench query``: latency per stage of the real query path on a 100k-chunk index.
+
+The index is built once through the ingestion pipeline (cached in the data dir) from a real
+corpus scaled up (``eval.bench.corpus``). Every mode runs the same queries; the figures are
+medians and 95th percentiles per stage, plus the orchestration ratio
+``total / (embed + max(dense, sparse))``. Qdrant Edge's own fused query (dense + BM25 sparse
+prefetches, RRF in the engine) runs side by side on the same vectors as a peer reference.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as qe
+
+from engine.config import Settings
+from engine.dense.edge import QdrantEdgeDenseStore
+from engine.models import SearchMode
+from eval.bench.corpus import queries, scaled_corpus
+from eval.bench.stats import percentiles
+from ingestion.pipeline import Progress
+from ingestion.service import Workspace, open_workspace
+
+BENCH_FILTER = {"year": {"$gte": 2000}, "source": {"$in": ["pubmed", "journal", "review"]}}
+MODES: dict[str, tuple[SearchMode, dict[str, Any] | None]] = {
+    "bm25": ("bm25", None),
+    "dense": ("dense", None),
+    "hybrid": ("hybrid", None),
+    "hybrid+filter": ("hybrid", BENCH_FILTER),
+}
+
+
+def build_index(
+    settings: Settings, corpus: Path, size: int, on_progress: Callable[[Progress], None] | None
+) -> Workspace:
+    """Open (and fill, the first time) the benchmark's data dir."""
+    workspace = open_workspace(settings, role="braid bench query")
+    if workspace.ledger.totals()["documents"] < size:
+        workspace.pipeline.run(scaled_corpus(corpus, size), on_progress=on_progress)
+    workspace.engine.dense.optimize()
+    return workspace
+
+
+def _peer_shard(workspace: Workspace, path: Path) -> qe.EdgeShard:
+    """Dense + BM25 sparse vectors in one Qdrant Edge shard, built from our stored points."""
+    dense = workspace.engine.dense
+    if not isinstance(dense, QdrantEdgeDenseStore):
+        raise TypeError("the peer reference needs the Qdrant Edge dense store")
+    dim = dense.model.dim
+    config = qe.EdgeConfig(
+        vectors={"dense": qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
+        sparse_vectors={"bm25": qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+    )
+    if (path / "segments").exists():
+        return qe.EdgeShard.load(str(path), config)
+    shard = qe.EdgeShard.create(str(path), config)
+    texts: list[tuple[str, list[float], str]] = []
+    for point_id, vector, payload in dense.points():
+        title = str(payload.get("title", ""))
+        texts.append((point_id, vector, f"{title}\n{payload.get('text', '')}"))
+    average = statistics.fmean(len(t.split()) for _, _, t in texts) if texts else 1.0
+    bm25 = qe.Bm25(qe.Bm25Config(language="english", avg_len=average))
+    for start in range(0, len(texts), 1000):
+        points = [
+            qe.Point(id=pid, vector={"dense": vec, "bm25": bm25.embed_document(text)})
+            for pid, vec, text in texts[start : start + 1000]
+        ]
+        shard.update(qe.UpdateOperation.upsert_points(points))
+    shard.optimize()
+    return shard
+
+
+def run_query_bench(
+    settings: Settings,
+    corpus: Path,
+    size: int,
+    query_count: int,
+    on_progress: Callable[[Progress], None] | None = None,
+    with_peer: bool = True,
+) -> dict[str, Any]:
+    """Run every mode (and the peer) over the same queries; return the report."""
+    workspace = build_index(settings, corpus, size, on_progress)
+    try:
+        searcher = workspace.engine.searcher
+        texts = queries(corpus, query_count)
+        for text in texts[:20]:  # warm caches and the model
+            searcher.search(text, top_k=10, mode="hybrid", rerank=False)
+        report: dict[str, Any] = {
+            "chunks": workspace.engine.dense.count(),
+            "queries": len(texts),
+            "top_k": 10,
+            "candidates": searcher.defaults.candidates,
+            "embedding_model": workspace.engine.embedder.info.model_id,
+            "filter": BENCH_FILTER,
+            "modes": {},
+        }
+        for name, (mode, flt) in MODES.items():
+            samples = []
+            ratios = []
+            for text in texts:
+                timings = searcher.search(
+                    text, top_k=10, mode=mode, filter=flt, rerank=False
+                ).timings_ms
+                samples.append(timings)
+                core = timings.get("embed", 0.0) + max(
+                    timings.get("dense", 0.0), timings.get("sparse", 0.0)
+                )
+                ratios.append(timings["total"] / core if core > 0 else 1.0)
+            report["modes"][name] = percentiles(samples) | {
+                "overhead_ratio_p50": round(statistics.median(ratios), 3)
+            }
+        if with_peer:
+            report["peer_qdrant_edge_fused_rrf"] = _peer_bench(workspace, settings, texts)
+            ours = report["modes"]["hybrid"]["p50"]["total"]
+            theirs = report["peer_qdrant_edge_fused_rrf"]["p50"]["total"]
+            report["hybrid_p50_over_peer_p50"] = round(ours / theirs, 3) if theirs else None
+        return report
+    finally:
+        workspace.close()
+
+
+def _peer_bench(workspace: Workspace, settings: Settings, texts: list[str]) -> dict[str, Any]:
+    shard = _peer_shard(workspace, settings.data_dir / "peer-edge-hybrid")
+    bm25 = qe.Bm25(qe.Bm25Config(language="english"))
+    embedder = workspace.engine.embedder
+    candidates = workspace.engine.searcher.defaults.candidates
+    samples = []
+    try:
+        for text in texts:
+            started = time.perf_counter()
+            vector = embedder.encode_queries([text])[0].tolist()
+            embedded = time.perf_counter()
+            request = qe.QueryRequest(
+                limit=10,
+                prefetches=[
+                    qe.Prefetch(limit=candidates, query=qe.Query.Nearest(vector, using="dense")),
+                    qe.Prefetch(
+                        limit=candidates,
+                        query=qe.Query.Nearest(bm25.embed_query(text), using="bm25"),
+                    ),
+                ],
+                query=qe.Fusion.Rrf(k=60),  # type: ignore[arg-type]  # the stub omits Rrf
+                with_payload=True,
+            )
+            shard.query(request)
+            done = time.perf_counter()
+            samples.append(
+                {
+                    "embed": (embedded - started) * 1e3,
+                    "query": (done - embedded) * 1e3,
+                    "total": (done - started) * 1e3,
+                }
+            )
+    finally:
+        shard.close()
+    return percentiles(samples)
