@@ -8,7 +8,9 @@ first, so the two agree except in a reranked run's unreranked tail).
 
 To fill ``docs`` documents (100, for Recall@100) a run asks for ``depth`` chunks (default 200):
 several chunks of one document take several places. ``candidates`` (hits per retriever) defaults
-to the same depth; the searcher raises it to at least ``top_k`` in any case.
+to the searcher's default (settings or profile) but is never below the depth: the searcher fetches
+at least ``top_k`` hits per retriever, and run files record the value in effect. A sweep sets
+``depth = candidates`` so that each point's top 10 is exactly what the API returns with it.
 
 Run files are TREC runs (``qid Q0 docid rank score tag``) with a JSON sidecar holding the
 dataset, split, mode, parameters, model ids and versions and the index state. The score column
@@ -79,7 +81,8 @@ class RunParams:
             mode=self.mode,
             depth=self.depth,
             docs=self.docs,
-            candidates=self.candidates if self.candidates is not None else self.depth,
+            # the searcher fetches at least top_k (= depth) hits per retriever
+            candidates=max(self.candidates or d.candidates, self.depth),
             weights=dict(self.weights if self.weights is not None else d.weights),
             rrf_k=self.rrf_k if self.rrf_k is not None else d.rrf_k,
             fusion=self.fusion or d.fusion,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from engine.errors import ModelMismatchError
@@ -54,3 +55,18 @@ def metadata_index_kinds(chunks: Iterable[Chunk]) -> dict[str, IndexKind]:
             else:
                 kinds[key] = "keyword"
     return kinds
+
+
+def stored_point_ids(point_ids: Sequence[str]) -> list[str]:
+    """The ids that can name a stored point (UUIDs); any other string is simply absent.
+
+    Qdrant rejects a malformed id with an error instead of not finding it.
+    """
+    valid = []
+    for point_id in point_ids:
+        try:
+            uuid.UUID(point_id)
+        except (ValueError, AttributeError, TypeError):
+            continue
+        valid.append(point_id)
+    return valid

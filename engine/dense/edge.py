@@ -10,7 +10,14 @@ from typing import Any
 
 import qdrant_edge as qe
 
-from engine.dense.common import CORE_INDEXES, IndexKind, check_model, manifest, metadata_index_kinds
+from engine.dense.common import (
+    CORE_INDEXES,
+    IndexKind,
+    check_model,
+    manifest,
+    metadata_index_kinds,
+    stored_point_ids,
+)
 from engine.dense.qdrant_filters import METADATA_KEY, to_qdrant_filter
 from engine.errors import BackendUnavailableError
 from engine.filters import FilterExpr
@@ -119,9 +126,10 @@ class QdrantEdgeDenseStore:
 
     def fetch(self, point_ids: Sequence[str]) -> dict[str, Chunk]:
         """Stored chunks by point id."""
+        point_ids = stored_point_ids(point_ids)
         if not point_ids:
             return {}
-        records = self._shard.retrieve(list(point_ids), with_payload=True, with_vector=False)
+        records = self._shard.retrieve(point_ids, with_payload=True, with_vector=False)
         return {str(r.id): chunk_from_payload(r.payload or {}) for r in records}
 
     def doc_ids(self, filter: FilterExpr | None = None) -> set[str]:

@@ -16,7 +16,14 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from engine.dense.common import CORE_INDEXES, IndexKind, check_model, manifest, metadata_index_kinds
+from engine.dense.common import (
+    CORE_INDEXES,
+    IndexKind,
+    check_model,
+    manifest,
+    metadata_index_kinds,
+    stored_point_ids,
+)
 from engine.dense.qdrant_filters import METADATA_KEY, to_qdrant_filter
 from engine.errors import BackendUnavailableError
 from engine.filters import FilterExpr
@@ -124,9 +131,10 @@ class QdrantDenseStore:
         )
 
     def fetch(self, point_ids: Sequence[str]) -> dict[str, Chunk]:
+        point_ids = stored_point_ids(point_ids)
         if not point_ids:
             return {}
-        records = self._client.retrieve(self._collection, ids=list(point_ids), with_payload=True)
+        records = self._client.retrieve(self._collection, ids=point_ids, with_payload=True)
         return {str(r.id): chunk_from_payload(r.payload or {}) for r in records}
 
     def doc_ids(self, filter: FilterExpr | None = None) -> set[str]:

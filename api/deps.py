@@ -1,0 +1,242 @@
+"""Dependencies: the runtime's parts, API-key scopes and the configurable input limits.
+
+Routes take what they need as ``Annotated`` aliases (``SearcherDep``, ``QueueDep``,
+``CheckedSearch``...) and declare their scope with ``dependencies=[READ]`` or ``[WRITE]``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Literal
+
+from fastapi import Depends, Request
+from pydantic import SecretStr
+
+from engine.config import Settings
+from engine.errors import InvalidFilterError
+from engine.factory import Engine
+from engine.filters import FilterExpr, parse_filter
+from engine.searcher import HybridSearcher
+from ingestion.documents import InputError, SourceDocument
+from ingestion.ledger import Ledger
+from ingestion.readers import record_to_document
+from ingestion.worker import IngestWorker, JobQueue
+
+from api.errors import Forbidden, InvalidInput, LimitExceeded, NotReady, Unauthorized
+from api.metrics import Metrics
+from api.runtime import Runtime
+from api.schemas import DocumentsIn, EmbedRequest, FilterJson, SearchRequest
+
+Scope = Literal["read", "write"]
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_settings(runtime: RuntimeDep) -> Settings:
+    return runtime.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_metrics(runtime: RuntimeDep) -> Metrics:
+    return runtime.metrics
+
+
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+
+def ready_runtime(runtime: RuntimeDep) -> Runtime:
+    """The runtime, once the models are warm and the stores open; 503 before."""
+    if runtime.ready:
+        return runtime
+    if runtime.status == "failed":
+        raise NotReady(f"the service failed to start: {runtime.error}")
+    raise NotReady(f"the service is {runtime.status}; retry shortly")
+
+
+ReadyDep = Annotated[Runtime, Depends(ready_runtime)]
+
+
+def get_searcher(runtime: ReadyDep) -> HybridSearcher:
+    if runtime.searcher is None:
+        raise NotReady("the searcher is not open")
+    return runtime.searcher
+
+
+def get_engine(runtime: ReadyDep) -> Engine:
+    return runtime.engine
+
+
+def get_ledger(runtime: ReadyDep) -> Ledger:
+    return runtime.ledger
+
+
+def get_queue(runtime: ReadyDep) -> JobQueue:
+    if runtime.queue is None:
+        raise NotReady("the job queue is not open")
+    return runtime.queue
+
+
+def get_worker(runtime: ReadyDep) -> IngestWorker:
+    if runtime.worker is None:
+        raise NotReady("the ingestion worker is not running")
+    return runtime.worker
+
+
+SearcherDep = Annotated[HybridSearcher, Depends(get_searcher)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+LedgerDep = Annotated[Ledger, Depends(get_ledger)]
+QueueDep = Annotated[JobQueue, Depends(get_queue)]
+WorkerDep = Annotated[IngestWorker, Depends(get_worker)]
+
+
+# -- API keys -----------------------------------------------------------------------------
+
+
+class KeyRing:
+    """The configured keys and their scopes; comparisons are constant-time.
+
+    * no keys at all: everything is open (a loopback development server);
+    * ``api.keys`` only: reads are open, writes need one of those keys;
+    * ``api.read_keys`` too: reads need any key, writes a key from ``api.keys``.
+    """
+
+    def __init__(self, keys: list[SecretStr], read_keys: list[SecretStr]) -> None:
+        self._write = [k.get_secret_value().encode() for k in keys if k.get_secret_value()]
+        self._read = [k.get_secret_value().encode() for k in read_keys if k.get_secret_value()]
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._write or self._read)
+
+    def open_for(self, scope: Scope) -> bool:
+        return not self._read if scope == "read" else not self.configured
+
+    def scope_of(self, presented: str) -> Scope | None:
+        """The scope a presented key grants, or ``None``; every key is compared (no early exit)."""
+        candidate = presented.encode()
+        is_write = False
+        is_read = False
+        for key in self._write:
+            is_write |= hmac.compare_digest(candidate, key)
+        for key in self._read:
+            is_read |= hmac.compare_digest(candidate, key)
+        if is_write:
+            return "write"
+        return "read" if is_read else None
+
+
+def presented_key(request: Request) -> str | None:
+    """``Authorization: Bearer KEY`` or ``X-API-Key: KEY``."""
+    authorization = request.headers.get("authorization")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    key = request.headers.get("x-api-key")
+    return key.strip() if key and key.strip() else None
+
+
+def _require(scope: Scope, request: Request) -> None:
+    ring: KeyRing = request.app.state.keyring
+    if ring.open_for(scope):
+        return
+    key = presented_key(request)
+    if key is None:
+        raise Unauthorized("an API key is required (Authorization: Bearer KEY or X-API-Key)")
+    granted = ring.scope_of(key)
+    if granted is None:
+        raise Unauthorized("unknown API key")
+    if scope == "write" and granted != "write":
+        raise Forbidden("this API key may only read")
+
+
+def require_read(request: Request) -> None:
+    _require("read", request)
+
+
+def require_write(request: Request) -> None:
+    _require("write", request)
+
+
+READ = Depends(require_read)
+WRITE = Depends(require_write)
+
+
+# -- limits -------------------------------------------------------------------------------
+
+
+def request_filter(raw: FilterJson | None, path: str = "$.filter") -> FilterExpr | None:
+    """Parse a body's filter; errors point into the body (``$.filter.year.$gte``)."""
+    try:
+        return parse_filter(raw)
+    except InvalidFilterError as exc:
+        raise InvalidFilterError(exc.reason, path + exc.path[1:]) from exc
+
+
+def checked_search(body: SearchRequest, settings: SettingsDep) -> SearchRequest:
+    limits = settings.api
+    if len(body.query) > limits.max_query_chars:
+        raise LimitExceeded(f"query longer than {limits.max_query_chars} characters", "$.query")
+    if not body.query.strip():
+        raise LimitExceeded("query is blank", "$.query")
+    if body.top_k > limits.max_top_k:
+        raise LimitExceeded(f"top_k above {limits.max_top_k}", "$.top_k")
+    for name in ("candidates", "rerank_depth"):
+        value = getattr(body, name)
+        if value is not None and value > limits.max_candidates:
+            raise LimitExceeded(f"{name} above {limits.max_candidates}", f"$.{name}")
+    return body
+
+
+def checked_documents(body: DocumentsIn, settings: SettingsDep) -> list[SourceDocument]:
+    """Validate a batch with the CLI's record rules; the first bad one answers 422."""
+    limits = settings.api
+    if len(body.documents) > limits.max_batch_documents:
+        raise LimitExceeded(
+            f"more than {limits.max_batch_documents} documents in one request", "$.documents"
+        )
+    documents: list[SourceDocument] = []
+    first_seen: dict[str, int] = {}
+    for i, item in enumerate(body.documents):
+        path = f"$.documents[{i}]"
+        if len(item.text) > limits.max_document_chars:
+            raise LimitExceeded(
+                f"text longer than {limits.max_document_chars} characters", f"{path}.text"
+            )
+        record = record_to_document(item.model_dump(exclude_unset=True), f"documents[{i}]")
+        if isinstance(record, InputError):
+            raise InvalidInput(record.message, path)
+        if record.doc_id in first_seen:
+            first = first_seen[record.doc_id]
+            raise InvalidInput(
+                f"duplicate id {record.doc_id!r} (first at $.documents[{first}])", f"{path}.id"
+            )
+        first_seen[record.doc_id] = i
+        documents.append(record)
+    return documents
+
+
+def checked_embed(body: EmbedRequest, settings: SettingsDep) -> EmbedRequest:
+    limits = settings.api
+    if len(body.texts) > limits.max_embed_texts:
+        raise LimitExceeded(f"more than {limits.max_embed_texts} texts", "$.texts")
+    max_chars = limits.max_query_chars if body.kind == "query" else limits.max_document_chars
+    for i, text in enumerate(body.texts):
+        if len(text) > max_chars:
+            raise LimitExceeded(
+                f"{body.kind} text longer than {max_chars} characters", f"$.texts[{i}]"
+            )
+    return body
+
+
+CheckedSearch = Annotated[SearchRequest, Depends(checked_search)]
+CheckedDocuments = Annotated[list[SourceDocument], Depends(checked_documents)]
+CheckedEmbed = Annotated[EmbedRequest, Depends(checked_embed)]

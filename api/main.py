@@ -1,0 +1,159 @@
+"""The app factory: ``create_app(settings)`` builds a FastAPI app over one data dir.
+
+In embedded mode (Qdrant Edge, the default) one process owns the stores: the lifespan
+takes the data dir's lock with the role ``braid serve`` and the server's URL, so that
+``braid ingest`` finds the server and sends its documents over HTTP instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from engine.config import Settings
+
+from api.deps import KeyRing
+from api.errors import install_error_handlers
+from api.metrics import MetricsMiddleware
+from api.middleware import BodySizeLimit
+from api.routes import documents, embed, jobs, search, service
+from api.runtime import Runtime
+
+STATIC_DIR = Path(__file__).parent / "static"
+_log = logging.getLogger("braid.api")
+
+DESCRIPTION = """
+Hybrid search over one braid index: BM25 (Tantivy) and dense retrieval (Qdrant) fused by
+weighted reciprocal rank fusion, optionally reranked by a cross-encoder.
+
+* **Errors** have one shape everywhere: `{"error": {"code", "message", "path"?}}`;
+  `path` is a JSON path into the request body (`$.filter.year.$gte`).
+* **Auth**: `Authorization: Bearer KEY` or `X-API-Key: KEY`. Keys from `BRAID_API__KEYS`
+  may read and write, keys from `BRAID_API__READ_KEYS` only read. Without read keys,
+  reads are open; without any key, everything is open.
+* **Writes** are durable jobs run by one ingestion worker in submission order; follow them
+  at `/v1/jobs/{id}` or pass `wait=true`.
+* In embedded mode one process owns the stores: run one server per data dir.
+"""
+
+
+def _version() -> str:
+    try:
+        return version("braid-search")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def create_app(
+    settings: Settings, *, micro_batch: bool = True, preflight: bool = True
+) -> FastAPI:
+    """Build the app; the stores are opened by its lifespan, not here.
+
+    Args:
+        settings: the process's settings (``api`` section: keys, limits, CORS).
+        micro_batch: embed concurrent queries together (one model thread for queries).
+        preflight: fail the start at once when another process holds the data dir.
+    """
+    runtime = Runtime(settings, micro_batch=micro_batch)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if preflight:
+            await run_in_threadpool(runtime.preflight)
+        runtime.start_loading()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(runtime.close)
+
+    app = FastAPI(
+        title="braid",
+        version=_version(),
+        summary="Hybrid search API: BM25 + dense, fused, reranked",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.keyring = KeyRing(settings.api.keys, settings.api.read_keys)
+    install_error_handlers(app)
+    for module in (search, documents, jobs, embed, service):
+        app.include_router(module.router)
+    _add_page(app)
+    # Last added runs first: CORS wraps everything (a 413 still gets its CORS headers),
+    # then the metrics see every response, then the body limit guards the rest.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
+    if settings.api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.api.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+            max_age=600,
+        )
+    app.openapi = _openapi_with_limits(app, settings)  # type: ignore[method-assign]
+    if not app.state.keyring.configured and settings.api.host not in ("127.0.0.1", "localhost", "::1"):
+        _log.warning("no API keys configured and listening on %s: anyone may write", settings.api.host)
+    return app
+
+
+def _add_page(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+
+def _openapi_with_limits(app: FastAPI, settings: Settings) -> Callable[[], dict[str, Any]]:
+    """The OpenAPI document with this server's configured limits written into the schemas."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            summary=app.summary,
+            description=app.description,
+            routes=app.routes,
+        )
+        limits = settings.api
+        components = schema.get("components", {}).get("schemas", {})
+        _set(components, "SearchRequest", "query", maxLength=limits.max_query_chars)
+        _set(components, "SearchRequest", "top_k", maximum=limits.max_top_k)
+        _set(components, "SearchRequest", "candidates", maximum=limits.max_candidates)
+        _set(components, "SearchRequest", "rerank_depth", maximum=limits.max_candidates)
+        _set(components, "DocumentsIn", "documents", maxItems=limits.max_batch_documents)
+        _set(components, "DocumentIn", "text", maxLength=limits.max_document_chars)
+        _set(components, "EmbedRequest", "texts", maxItems=limits.max_embed_texts)
+        app.openapi_schema = schema
+        return schema
+
+    return openapi
+
+
+def _set(components: dict[str, Any], model: str, field: str, **limits: int) -> None:
+    prop = components.get(model, {}).get("properties", {}).get(field)
+    if prop is None:
+        return
+    # Optional fields are `anyOf: [{type}, {type: null}]`: the limit goes on the typed branch.
+    targets = [b for b in prop.get("anyOf", []) if b.get("type") != "null"] or [prop]
+    for target in targets:
+        target.update(limits)
+
+
+def app_from_env() -> FastAPI:
+    """Uvicorn factory for ``braid serve --workers N``: settings from the environment."""
+    return create_app(Settings())

@@ -1,0 +1,45 @@
+"""``POST /v1/embed``: the embedding model as a service, with its batching contract."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import READ, CheckedEmbed, EngineDep, MetricsDep
+from api.errors import error_responses
+from api.schemas import EmbedResponse, ModelOut
+
+router = APIRouter(prefix="/v1", tags=["embed"])
+
+
+@router.post(
+    "/embed",
+    response_model=EmbedResponse,
+    dependencies=[READ],
+    responses=error_responses(400, 401, 413, 422, 503),
+    summary="Embed texts",
+)
+def embed(body: CheckedEmbed, engine: EngineDep, metrics: MetricsDep) -> EmbedResponse:
+    """L2-normalised embeddings of up to `api.max_embed_texts` texts in one request.
+
+    `kind` picks the query or the passage prefix (for models that use them). Texts longer
+    than the model's `max_seq_length` tokens are cut by the model: `truncated` says which,
+    so a client that must not lose text can chunk it first. Vectors are comparable with the
+    index's (same model; see `model.version`).
+    """
+    embedder = engine.embedder
+    if body.kind == "query":
+        vectors = embedder.encode_queries(body.texts)
+        prefix_texts = body.texts
+    else:
+        vectors = embedder.encode_passages(body.texts)
+        prefix_texts = [embedder.passage_prefix + t for t in body.texts]
+    tokens = embedder.count_tokens(prefix_texts)
+    metrics.embedded_texts.labels(kind=body.kind).inc(len(body.texts))
+    limit = embedder.max_seq_length
+    return EmbedResponse(
+        embeddings=vectors.tolist(),
+        tokens=tokens,
+        truncated=[n > limit for n in tokens],
+        model=ModelOut.from_engine(embedder.info),
+        max_seq_length=limit,
+    )

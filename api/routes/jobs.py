@@ -1,0 +1,42 @@
+"""Ingestion jobs: state and progress."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+
+from api.deps import READ, QueueDep
+from api.errors import error_responses
+from api.schemas import JobList, JobOut
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+
+
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobOut,
+    dependencies=[READ],
+    responses=error_responses(401, 404, 503),
+    summary="A job's state and progress",
+)
+def get_job(job_id: str, queue: QueueDep) -> JobOut:
+    """`queued` -> `running` (with progress) -> `done` (with its result) or `failed` (with
+    the error). Jobs survive a restart: one that was running is queued again."""
+    return JobOut.from_job(queue.get(job_id))
+
+
+@router.get(
+    "/jobs",
+    response_model=JobList,
+    dependencies=[READ],
+    responses=error_responses(401, 422, 503),
+    summary="Recent jobs",
+)
+def list_jobs(
+    queue: QueueDep,
+    state: Annotated[Literal["queued", "running", "done", "failed"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> JobList:
+    """The most recent jobs first, optionally of one state."""
+    return JobList(jobs=[JobOut.from_job(j) for j in queue.list(state, limit)])

@@ -1,0 +1,40 @@
+"""``POST /v1/search``: one query through BM25, dense retrieval, fusion and reranking."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import READ, CheckedSearch, MetricsDep, SearcherDep, request_filter
+from api.errors import error_responses
+from api.schemas import SearchResponseOut
+
+router = APIRouter(prefix="/v1", tags=["search"])
+
+
+@router.post(
+    "/search",
+    response_model=SearchResponseOut,
+    dependencies=[READ],
+    responses=error_responses(400, 401, 413, 422, 503),
+    summary="Search the index",
+)
+def search(body: CheckedSearch, searcher: SearcherDep, metrics: MetricsDep) -> SearchResponseOut:
+    """Hybrid (BM25 + dense, fused), BM25-only or dense-only search with metadata filters.
+
+    Runs in a worker thread: embedding and reranking never block the event loop, and
+    concurrent queries are embedded together in micro-batches.
+    """
+    response = searcher.search(
+        body.query,
+        top_k=body.top_k,
+        mode=body.mode,
+        filter=request_filter(body.filter),
+        weights=body.weights.model_dump() if body.weights else None,
+        rrf_k=body.rrf_k,
+        candidates=body.candidates,
+        rerank=body.rerank,
+        rerank_depth=body.rerank_depth,
+        fusion=body.fusion,
+    )
+    metrics.observe_search(response)
+    return SearchResponseOut.from_engine(response, body.include_text, body.explain)

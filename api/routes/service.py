@@ -1,0 +1,88 @@
+"""Service endpoints: liveness, readiness, statistics and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from api.deps import READ, EngineDep, LedgerDep, QueueDep, ReadyDep, RuntimeDep, WorkerDep
+from api.errors import NotReady, error_responses
+from api.metrics import CONTENT_TYPE
+from api.schemas import (
+    HealthOut,
+    LedgerModel,
+    LedgerStats,
+    ModelOut,
+    QueueStats,
+    ReadyOut,
+    StatsOut,
+    StoreStats,
+    WorkerOut,
+)
+
+router = APIRouter(tags=["service"])
+
+
+@router.get("/healthz", response_model=HealthOut, summary="Liveness")
+def healthz() -> HealthOut:
+    """200 while the process serves requests (even while it loads its models)."""
+    return HealthOut()
+
+
+@router.get(
+    "/readyz", response_model=ReadyOut, responses=error_responses(503), summary="Readiness"
+)
+def readyz(runtime: RuntimeDep) -> ReadyOut:
+    """200 once the models are loaded and warm, the stores open and the worker running;
+    503 (`not_ready`, with Retry-After) before that, while stopping, or after a failed start."""
+    if not runtime.ready:
+        detail = f": {runtime.error}" if runtime.error is not None else ""
+        raise NotReady(f"the service is {runtime.status}{detail}")
+    return ReadyOut(ready=True, status=runtime.status)
+
+
+@router.get(
+    "/v1/stats",
+    response_model=StatsOut,
+    dependencies=[READ],
+    responses=error_responses(401, 503),
+    summary="Index statistics",
+)
+def stats(
+    runtime: ReadyDep, engine: EngineDep, ledger: LedgerDep, queue: QueueDep, worker: WorkerDep
+) -> StatsOut:
+    """Chunks per store and in the ledger, the embedding model, the queue and the worker."""
+    settings = runtime.settings
+    totals = ledger.totals()
+    dense_chunks = engine.dense.count()
+    sparse_chunks = engine.sparse.count()
+    return StatsOut(
+        data_dir=str(settings.data_dir),
+        dense=StoreStats(backend=f"qdrant-{settings.qdrant.mode}", chunks=dense_chunks),
+        sparse=StoreStats(backend="tantivy", chunks=sparse_chunks),
+        ledger=LedgerStats(
+            documents=totals["documents"],
+            chunks=totals["chunks"],
+            pending_documents=totals["pending_documents"],
+            models=[LedgerModel(id=m, version=v, documents=n) for m, v, n in ledger.models()],
+        ),
+        embedding_model=ModelOut.from_engine(engine.embedder.info),
+        reranker_model=engine.searcher.reranker.model_id if engine.searcher.reranker else None,
+        queue=QueueStats(
+            depth=queue.depth(), max_unfinished=queue.max_unfinished, jobs=queue.counts()
+        ),
+        worker=WorkerOut.from_status(worker.status),
+        consistent=dense_chunks == sparse_chunks == totals["chunks"]
+        and totals["pending_documents"] == 0,
+    )
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format"}},
+    summary="Prometheus metrics",
+)
+def metrics(runtime: RuntimeDep) -> Response:
+    """Request latency histograms per endpoint, search-stage histograms, queue depth,
+    jobs finished, errors by code, readiness."""
+    return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
