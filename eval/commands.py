@@ -266,3 +266,191 @@ def print_result(document: dict[str, Any]) -> None:
         out.print(anchors)
     if document.get("result_file"):
         console.print(f"[dim]saved {document['result_file']}[/]")
+
+
+# -- braid eval sweep -----------------------------------------------------------------------
+
+
+@eval_app.command("sweep")
+def sweep_command(
+    dataset: DatasetArg,
+    train_split: Annotated[str, typer.Option("--train-split", help="split to tune on")] = "train",
+    test_split: Annotated[
+        str | None,
+        typer.Option("--test-split", help="split to report the chosen config on (after choosing)"),
+    ] = "test",
+    profile_name: Annotated[
+        str | None, typer.Option("--save-profile", help="profile name (default <dataset>-tuned)")
+    ] = None,
+    quick: Annotated[bool, typer.Option(help="a small grid (smoke runs)")] = False,
+    limit: LimitOption = None,
+    data_dir: DataDirOption = None,
+    index_dir: IndexDirOption = None,
+    datasets: DatasetsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Tune RRF k, weights, convex alpha and depth on the train split; report once on test."""
+    from engine.searcher import HybridSearcher
+
+    from eval.caching import CachingEmbedder
+    from eval.datasets import load_dataset, resolve_dataset
+    from eval.evaluation import (
+        evaluate_mode,
+        save_result,
+        significance,
+        with_mode_name,
+    )
+    from eval.profiles import save_profile
+    from eval.runs import RunParams
+    from eval.sweep import best, first_stage_grid, profile_from, run_sweep
+
+    if test_split is not None and test_split == train_split:
+        raise _fail("--test-split must differ from --train-split: never tune on test", 2)
+    settings = _settings(data_dir)
+    try:
+        folder = resolve_dataset(dataset, datasets)
+        train = load_dataset(folder, train_split)
+    except BraidError as exc:
+        raise _fail(str(exc), 2) from exc
+    if limit:
+        train = _limited(train, limit)
+    name = profile_name or f"{train.name}-tuned"
+    grid = (
+        first_stage_grid(ks=(10, 60), shares=(0.5, 0.6), alphas=(0.5,), candidates=100)
+        if quick
+        else first_stage_grid()
+    )
+    depths = (50, 100) if quick else None
+    try:
+        index = _open(folder, settings, index_dir, as_json)
+    except BraidError as exc:
+        raise _fail(str(exc)) from exc
+    try:
+        engine = index.workspace.engine
+        cached = HybridSearcher(
+            CachingEmbedder(engine.embedder), engine.dense, engine.sparse, None,
+            engine.searcher.defaults,
+        )
+        try:
+            with _progress("sweep", as_json) as update:
+                points = run_sweep(
+                    cached, train, grid=grid,
+                    **({"candidates": depths} if depths else {}),
+                    on_point=lambda i, n, _p: update(i, n),
+                )
+        finally:
+            cached.close()
+        chosen = best(points)
+        model = engine.embedder.info
+        profile = profile_from(
+            chosen, train, embedding_model={"id": model.model_id, "version": model.version}
+        )
+        profile_file = save_profile(settings.data_dir, name, profile)
+        document: dict[str, Any] = {
+            "dataset": train.name,
+            "train_split": train.split,
+            "train_queries": len(train.queries),
+            "points": [p.as_dict() for p in points],
+            "chosen": chosen.as_dict(),
+            "best_rrf": best(points, fusion="rrf").as_dict(),
+            "best_convex": best(points, fusion="convex").as_dict()
+            if any(p.params.fusion == "convex" for p in points)
+            else None,
+            "profile": name,
+            "profile_file": str(profile_file),
+            "test_split": test_split,
+            "test": {},
+        }
+        # The test split is read only now, after the choice, and only to report it.
+        if test_split:
+            test = load_dataset(folder, test_split)
+            if limit:
+                test = _limited(test, limit)
+            configs: list[tuple[str, RunParams]] = [
+                ("bm25", RunParams(mode="bm25")),
+                ("dense", RunParams(mode="dense")),
+                ("hybrid (default)", RunParams(mode="hybrid")),
+                ("hybrid (tuned rrf)", best(points, fusion="rrf").params),
+            ]
+            if document["best_convex"]:
+                configs.append(("hybrid (tuned convex)", best(points, fusion="convex").params))
+            results = []
+            for label, params in configs:
+                with _progress(f"test {label}", as_json) as update:
+                    result = evaluate_mode(engine.searcher, test, params, on_query=update)
+                results.append(with_mode_name(result, label))
+            document["test"] = {r.mode: r.means for r in results}
+            document["test_labels"] = {r.mode: r.run.meta.get("label") for r in results}
+            document["test_significance"] = [c.as_dict() for c in significance(results)]
+        document["result_file"] = str(
+            save_result(document, index.data_dir / "results", f"sweep-{train.split}")
+        )
+    except BraidError as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        index.close()
+    if as_json:
+        _emit(document)
+        return
+    _print_sweep(document)
+
+
+def _print_sweep(document: dict[str, Any]) -> None:
+    points = sorted(document["points"], key=lambda p: -p["metrics"]["ndcg@10"])
+    table = Table(title=f"sweep on {document['dataset']} {document['train_split']} (top 15 of {len(points)})")
+    for column in ("configuration", "nDCG@10", "R@100", "MRR@10", "p50 ms"):
+        table.add_column(column, justify="left" if column == "configuration" else "right")
+    for p in points[:15]:
+        m = p["metrics"]
+        table.add_row(p["label"], _fmt(m["ndcg@10"]), _fmt(m["recall@100"]), _fmt(m["mrr@10"]),
+                      f"{p['latency_p50_ms']:.1f}")
+    out.print(table)
+    out.print(f"chosen on {document['train_split']}: [bold]{document['chosen']['label']}[/] "
+              f"-> profile {document['profile']} ({document['profile_file']})")
+    if document.get("test"):
+        test = Table(title=f"on {document['test_split']} (reported after choosing)")
+        for column in ("configuration", "params", "nDCG@10", "R@100", "MRR@10"):
+            test.add_column(column)
+        for label, means in document["test"].items():
+            test.add_row(label, document["test_labels"].get(label, ""), _fmt(means["ndcg@10"]),
+                         _fmt(means["recall@100"]), _fmt(means["mrr@10"]))
+        out.print(test)
+
+
+# -- braid eval report ----------------------------------------------------------------------
+
+
+@eval_app.command("report")
+def report_command(
+    dataset: Annotated[str, typer.Argument(help="dataset name (or folder) whose results to report")],
+    split: Annotated[str, typer.Option(help="split of the `eval run` result")] = "test",
+    profile: ProfileOption = None,
+    sweep_split: Annotated[str, typer.Option(help="train split of the sweep to include")] = "train",
+    out_dir: Annotated[Path | None, typer.Option("--out", help="folder for report.md and PNGs")] = None,
+    data_dir: DataDirOption = None,
+    index_dir: IndexDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Markdown report with plots from saved `eval run` and `eval sweep` results."""
+    from eval.evaluation import load_result
+    from eval.indexes import default_index_dir
+    from eval.report import write_report
+
+    settings = _settings(data_dir)
+    folder = index_dir or default_index_dir(settings.data_dir, Path(dataset).name)
+    results = folder / "results"
+    result_path = results / f"{split}-{profile or 'default'}.json"
+    sweep_path = results / f"sweep-{sweep_split}.json"
+    result = load_result(result_path) if result_path.is_file() else None
+    sweep = load_result(sweep_path) if sweep_path.is_file() else None
+    if result is None and sweep is None:
+        raise _fail(f"nothing to report in {results}: run `braid eval run` or `braid eval sweep` first")
+    target = out_dir or folder / "report"
+    path = write_report(target, result, sweep)
+    files = sorted(str(p) for p in target.iterdir())
+    if as_json:
+        _emit({"report": str(path), "files": files})
+    else:
+        out.print(f"wrote {path}")
+        for f in files:
+            out.print(f"  {f}")

@@ -1,0 +1,276 @@
+"""The ``SparseStore`` contract, run against every implementation (Tantivy today)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_dense_contract import FILTER_CASES
+
+from engine.errors import IndexLockedError
+from engine.filters import parse_filter
+from engine.models import Chunk
+from engine.protocols import SparseStore
+from engine.sparse.tantivy_store import TantivySparseStore
+
+# Query -> every sample document with a query term, best first (checked by hand: the
+# runners-up share only a common word such as "are" or "from" with the query).
+EXPECTED = {
+    "coffee brewing pressure": ["espresso"],
+    "planets around other stars": ["exoplanet-transit", "saturn-rings"],
+    "sourdough": ["sourdough"],
+    "Lucene": ["inverted-index"],
+    # Stemming: "ranked" and "rankings" both become "rank".
+    "ranked": ["rrf-fusion", "bm25-intro"],
+    "zeppelin quasar": [],
+    "": [],
+    "?!": [],
+}
+
+
+@dataclasses.dataclass
+class SparseBackend:
+    kind: str
+    root: Path
+
+    def open(self, *, read_only: bool = False) -> SparseStore:
+        return TantivySparseStore(self.root / "tantivy", read_only=read_only)
+
+
+BACKENDS = ["tantivy"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> SparseBackend:
+    return SparseBackend(request.param, tmp_path)
+
+
+@pytest.fixture
+def store(backend: SparseBackend) -> Iterator[SparseStore]:
+    opened = backend.open()
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def loaded(store: SparseStore, sample_chunks: list[Chunk]) -> SparseStore:
+    store.upsert(sample_chunks)
+    store.commit()
+    return store
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def shared(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    sample_chunks: list[Chunk],
+) -> Iterator[SparseStore]:
+    store = SparseBackend(request.param, tmp_path_factory.mktemp(request.param)).open()
+    store.upsert(sample_chunks)
+    store.commit()
+    yield store
+    store.close()
+
+
+def doc_ids_of(hits: list[Any], doc_of: dict[str, str]) -> list[str]:
+    return [doc_of[h.point_id] for h in hits]
+
+
+class TestSparseStoreContract:
+    def test_satisfies_protocol_and_starts_empty(self, store: SparseStore) -> None:
+        assert isinstance(store, SparseStore)
+        assert store.count() == 0
+        assert store.doc_ids() == set()
+        assert store.search("anything", 10) == []
+
+    @pytest.mark.parametrize("query", list(EXPECTED))
+    def test_expected_hits(self, shared: SparseStore, doc_of: dict[str, str], query: str) -> None:
+        assert doc_ids_of(shared.search(query, 12), doc_of) == EXPECTED[query]
+
+    def test_scores_are_descending_and_limit_cuts(self, shared: SparseStore) -> None:
+        full = shared.search("ranking documents by frequency", 12)
+        assert len(full) >= 5
+        assert all(a.score >= b.score for a, b in zip(full, full[1:], strict=False))
+        assert shared.search("ranking documents by frequency", 3) == full[:3]
+        assert shared.search("ranking documents by frequency", 0) == []
+
+    def test_ties_break_by_point_id(self, store: SparseStore) -> None:
+        twins = [Chunk(f"twin-{i}", 0, "identical words here") for i in range(5)]
+        store.upsert(twins)
+        store.commit()
+        hits = store.search("identical", 5)
+        assert [h.point_id for h in hits] == sorted(c.point_id for c in twins)
+        assert len({h.score for h in hits}) == 1
+
+    def test_writes_are_invisible_until_commit(
+        self, store: SparseStore, sample_chunks: list[Chunk]
+    ) -> None:
+        store.upsert(sample_chunks)
+        assert store.count() == 0
+        assert store.search("sourdough", 5) == []
+        store.commit()
+        assert store.count() == len(sample_chunks)
+        store.delete_docs(["sourdough"])
+        assert store.count() == len(sample_chunks)
+        store.commit()
+        assert store.count() == len(sample_chunks) - 1
+
+    def test_upsert_twice_keeps_one_copy_and_the_new_text(
+        self, loaded: SparseStore, sample_chunks: list[Chunk], doc_of: dict[str, str]
+    ) -> None:
+        loaded.upsert(sample_chunks)
+        loaded.commit()
+        assert loaded.count() == len(sample_chunks)
+        espresso = next(c for c in sample_chunks if c.doc_id == "espresso")
+        changed = dataclasses.replace(espresso, text="Matcha is whisked green tea.", title="Tea")
+        loaded.upsert([changed])
+        loaded.commit()
+        assert loaded.count() == len(sample_chunks)
+        assert loaded.search("coffee", 5) == []
+        assert doc_ids_of(loaded.search("matcha", 5), doc_of) == ["espresso"]
+        assert loaded.fetch([changed.point_id]) == {changed.point_id: changed}
+
+    def test_delete_docs_removes_every_chunk_of_the_docs(
+        self, loaded: SparseStore, sample_chunks: list[Chunk]
+    ) -> None:
+        second = Chunk("sourdough", 1, "Feed the starter with flour daily.", "Sourdough bread")
+        loaded.upsert([second])
+        loaded.commit()
+        assert loaded.count() == 13
+        assert len(loaded.search("sourdough", 5)) == 2
+        loaded.delete_docs(["sourdough", "espresso", "not-a-doc"])
+        loaded.commit()
+        assert loaded.count() == 10
+        assert loaded.search("sourdough starter espresso", 5) == []
+        assert loaded.fetch([second.point_id]) == {}
+        assert loaded.doc_ids() == {c.doc_id for c in sample_chunks} - {"sourdough", "espresso"}
+
+    def test_fetch_round_trips_chunks(self, loaded: SparseStore, sample_chunks: list[Chunk]) -> None:
+        unknown = ["00000000-0000-0000-0000-000000000000", "not-even-a-uuid"]
+        fetched = loaded.fetch([c.point_id for c in sample_chunks] + unknown)
+        assert fetched == {c.point_id: c for c in sample_chunks}
+        odd = Chunk(
+            "odd",
+            3,
+            "text with ünïcode and\nnewlines",
+            "",
+            {"f": 2.5, "i": -7, "b": False, "l": [], "s": "", "d": "2020-01-01T00:00:00Z"},
+            "sha256:abc",
+            10,
+            42,
+        )
+        loaded.upsert([odd])
+        loaded.commit()
+        assert loaded.fetch([odd.point_id]) == {odd.point_id: odd}
+        assert loaded.fetch([]) == {}
+
+    @pytest.mark.parametrize(("raw", "expected"), FILTER_CASES)
+    def test_doc_ids_with_filter(
+        self,
+        shared: SparseStore,
+        sample_chunks: list[Chunk],
+        raw: dict[str, Any],
+        expected: set[str] | None,
+    ) -> None:
+        everyone = {c.doc_id for c in sample_chunks}
+        assert shared.doc_ids(parse_filter(raw)) == (everyone if expected is None else expected)
+
+    @pytest.mark.parametrize(("raw", "expected"), FILTER_CASES)
+    def test_filtered_search_keeps_scores(
+        self,
+        shared: SparseStore,
+        sample_chunks: list[Chunk],
+        doc_of: dict[str, str],
+        raw: dict[str, Any],
+        expected: set[str] | None,
+    ) -> None:
+        keep = {c.doc_id for c in sample_chunks} if expected is None else expected
+        query = "the rankings of documents and planets"
+        unfiltered = shared.search(query, 12)
+        hits = shared.search(query, 3, parse_filter(raw))
+        assert hits == [h for h in unfiltered if doc_of[h.point_id] in keep][:3]
+
+    def test_persistence_across_close_and_reopen(
+        self, backend: SparseBackend, sample_chunks: list[Chunk]
+    ) -> None:
+        first = backend.open()
+        first.upsert(sample_chunks)
+        first.commit()
+        first.delete_docs(["espresso"])
+        first.commit()
+        first.upsert([Chunk("uncommitted", 0, "lost on close")])
+        before = first.search("bread planets rankings", 5, parse_filter({"reviewed": True}))
+        first.close()
+
+        again = backend.open()
+        try:
+            assert again.count() == len(sample_chunks) - 1
+            assert again.search("bread planets rankings", 5, parse_filter({"reviewed": True})) == (
+                before
+            )
+            assert again.search("lost", 5) == []
+            assert again.fetch([sample_chunks[0].point_id]) == {
+                sample_chunks[0].point_id: sample_chunks[0]
+            }
+        finally:
+            again.close()
+
+    def test_optimize_keeps_the_contents(
+        self, loaded: SparseStore, sample_chunks: list[Chunk]
+    ) -> None:
+        before = loaded.search("ranking", 12)
+        loaded.delete_docs(["bm25-intro"])
+        loaded.commit()
+        loaded.optimize()
+        assert loaded.count() == len(sample_chunks) - 1
+        assert [h.point_id for h in loaded.search("ranking", 12)] == [
+            h.point_id for h in before if h.point_id != sample_chunks[0].point_id
+        ]
+
+
+class TestTantivyWriterLock:
+    def test_second_writer_is_refused(self, tmp_path: Path) -> None:
+        first = TantivySparseStore(tmp_path)
+        try:
+            with pytest.raises(IndexLockedError):
+                TantivySparseStore(tmp_path)
+        finally:
+            first.close()
+        TantivySparseStore(tmp_path).close()  # released on close
+
+    def test_read_only_store_sees_commits_after_reload_and_cannot_write(
+        self, tmp_path: Path, sample_chunks: list[Chunk]
+    ) -> None:
+        writer = TantivySparseStore(tmp_path)
+        reader = TantivySparseStore(tmp_path, read_only=True)
+        try:
+            writer.upsert(sample_chunks)
+            writer.commit()
+            reader.reload()
+            assert reader.count() == len(sample_chunks)
+            assert len(reader.search("sourdough", 5)) == 1
+            with pytest.raises(IndexLockedError):
+                reader.upsert(sample_chunks)
+            with pytest.raises(IndexLockedError):
+                reader.delete_docs(["sourdough"])
+        finally:
+            reader.close()
+            writer.close()
+
+    def test_rollback_drops_buffered_writes(
+        self, tmp_path: Path, sample_chunks: list[Chunk]
+    ) -> None:
+        store = TantivySparseStore(tmp_path)
+        try:
+            store.upsert(sample_chunks[:3])
+            store.commit()
+            store.upsert(sample_chunks[3:])
+            store.delete_docs([sample_chunks[0].doc_id])
+            store.rollback()
+            store.commit()
+            assert store.count() == 3
+        finally:
+            store.close()
