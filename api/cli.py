@@ -15,13 +15,9 @@ console = Console(stderr=True)
 
 SERVE_HELP = """Serve the REST API (and the search page at /) with uvicorn.
 
-In embedded mode (qdrant.mode=edge, the default) one process owns the stores: run one
-worker per data dir. --workers above 1 needs qdrant.mode=server (BRAID_QDRANT__MODE=server,
-BRAID_QDRANT__URL=...), and even then the Tantivy index and the ingestion queue belong to
-one process, so extra workers are refused until read-only replicas exist.
+In embedded mode (qdrant.mode=edge, the default) one process owns the stores: run one worker per data dir. --workers above 1 needs qdrant.mode=server (BRAID_QDRANT__MODE=server, BRAID_QDRANT__URL=...).
 
-API keys come from BRAID_API__KEYS (read and write) and BRAID_API__READ_KEYS (read only),
-JSON lists.
+API keys come from BRAID_API__KEYS (read and write) and BRAID_API__READ_KEYS (read only), as JSON lists.
 """
 
 

@@ -64,7 +64,7 @@ class OnnxCrossEncoder:
         self, name_or_path: str, *, max_length: int, quantized: bool, threads: int | None
     ) -> None:
         try:
-            import onnxruntime as ort  # type: ignore[import-untyped,unused-ignore]
+            import onnxruntime as ort
         except ImportError as exc:
             raise MissingDependencyError(
                 "the ONNX reranker backend needs onnxruntime: pip install 'braid-search[onnx]'"
@@ -104,4 +104,6 @@ class OnnxCrossEncoder:
             logits = np.asarray(self._session.run(["logits"], feeds)[0], dtype=np.float32)
             scores.append(logits[:, 0] if logits.ndim == 2 else logits)
         out = np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
-        return 1.0 / (1.0 + np.exp(-out)) if self._sigmoid else out
+        if self._sigmoid:
+            return (1.0 / (1.0 + np.exp(-out))).astype(np.float32)
+        return out

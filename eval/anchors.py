@@ -40,19 +40,31 @@ ANCHORS: tuple[Anchor, ...] = (
     Anchor("scifact", "all-MiniLM-L6-v2 dense", "dense", 0.6451, 0.925, "MTEB results"),
     Anchor("scifact", "bge-small-en-v1.5 dense", "dense", 0.7127, 0.945, "MTEB results"),
     Anchor(
-        "scifact", "BM25 + ms-marco-MiniLM-L-6 CE (top-100)", "bm25+rerank", 0.688, None,
+        "scifact",
+        "BM25 + ms-marco-MiniLM-L-6 CE (top-100)",
+        "bm25+rerank",
+        0.688,
+        None,
         "BEIR paper, arXiv 2104.08663",
     ),
-    Anchor("scifact", "RRF(BM25 flat, bge-base-en-v1.5)", "hybrid", 0.7440, None, "castorini/quackir"),
     Anchor(
-        "scifact", "Qdrant hybrid, RRF k=2", "hybrid", 0.7175, None,
+        "scifact", "RRF(BM25 flat, bge-base-en-v1.5)", "hybrid", 0.7440, None, "castorini/quackir"
+    ),
+    Anchor(
+        "scifact",
+        "Qdrant hybrid, RRF k=2",
+        "hybrid",
+        0.7175,
+        None,
         'qdrant.tech "How to Tune Hybrid Search"',
     ),
     Anchor("scifact", "Tantivy BM25 en_stem, title+text", "bm25", 0.6868, None, _HERE, False),
     Anchor("scifact", "MiniLM-L6 dense (exact)", "dense", 0.6451, None, _HERE, False),
     Anchor("scifact", "RRF k=60, equal weights", "hybrid", 0.7147, None, _HERE, False),
     Anchor("scifact", "RRF tuned on train (k=10)", "hybrid", 0.7169, None, _HERE, False),
-    Anchor("scifact", "convex min-max, tuned (alpha_bm25 0.55)", "hybrid", 0.7256, None, _HERE, False),
+    Anchor(
+        "scifact", "convex min-max, tuned (alpha_bm25 0.55)", "hybrid", 0.7256, None, _HERE, False
+    ),
     Anchor("cranfield", "bm25s title+text", "bm25", 0.3633, None, "shared/data/README.md"),
     Anchor("cranfield", "Tantivy BM25 en_stem, title+text", "bm25", 0.3677, None, _HERE, False),
     Anchor("cranfield", "MiniLM-L6 dense (exact)", "dense", 0.3817, None, _HERE, False),

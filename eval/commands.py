@@ -26,7 +26,9 @@ train_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 console = Console(stderr=True)
 out = Console()
 
-DatasetArg = Annotated[str, typer.Argument(help="dataset folder (BEIR layout) or its name under --datasets")]
+DatasetArg = Annotated[
+    str, typer.Argument(help="dataset folder (BEIR layout) or its name under --datasets")
+]
 DataDirOption = Annotated[
     Path | None,
     typer.Option("--data-dir", help="data directory (default ./braid-data, env BRAID_DATA_DIR)"),
@@ -37,7 +39,9 @@ DatasetsOption = Annotated[
 ]
 IndexDirOption = Annotated[
     Path | None,
-    typer.Option("--index-dir", help="the dataset's own data dir (default <data-dir>/eval/<dataset>)"),
+    typer.Option(
+        "--index-dir", help="the dataset's own data dir (default <data-dir>/eval/<dataset>)"
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
 ProfileOption = Annotated[
@@ -92,9 +96,7 @@ def _with_reranker(settings: Settings, reranker: str | None) -> Settings:
     return settings.model_copy(update={"reranker": section})
 
 
-def _open(
-    folder: Path, settings: Settings, index_dir: Path | None, quiet: bool
-) -> Any:
+def _open(folder: Path, settings: Settings, index_dir: Path | None, quiet: bool) -> Any:
     from eval.indexes import open_index
 
     with _progress(f"ingest {folder.name}", quiet) as update:
@@ -127,8 +129,12 @@ def run_command(
     ] = None,
     profile: ProfileOption = None,
     reranker: RerankerOption = None,
-    depth: Annotated[int, typer.Option(help="chunks asked for per query (filled to 100 documents)")] = 200,
-    candidates: Annotated[int | None, typer.Option(help="hits per retriever (default: depth)")] = None,
+    depth: Annotated[
+        int, typer.Option(help="chunks asked for per query (filled to 100 documents)")
+    ] = 200,
+    candidates: Annotated[
+        int | None, typer.Option(help="hits per retriever (default: depth)")
+    ] = None,
     limit: LimitOption = None,
     data_dir: DataDirOption = None,
     index_dir: IndexDirOption = None,
@@ -187,9 +193,7 @@ def run_command(
         )
         if save:
             name = f"{data.split}-{profile or 'default'}" + (f"-limit{limit}" if limit else "")
-            document["result_file"] = str(
-                save_result(document, index.data_dir / "results", name)
-            )
+            document["result_file"] = str(save_result(document, index.data_dir / "results", name))
     except BraidError as exc:
         raise _fail(str(exc)) from exc
     finally:
@@ -210,9 +214,8 @@ def _limited(data: Any, limit: int) -> Any:
 def print_result(document: dict[str, Any]) -> None:
     from eval.metrics import METRICS
 
-    title = (
-        f"{document['dataset']} {document['split']} ({document['queries']} queries)"
-        + (f", profile {document['profile']}" if document.get("profile") else "")
+    title = f"{document['dataset']} {document['split']} ({document['queries']} queries)" + (
+        f", profile {document['profile']}" if document.get("profile") else ""
     )
     table = Table(title=title)
     table.add_column("mode")
@@ -232,13 +235,26 @@ def print_result(document: dict[str, Any]) -> None:
 
     if document.get("significance"):
         sig = Table(title=f"paired tests vs best single retriever ({document['baseline']})")
-        for column in ("mode", "metric", "delta", "p (randomisation)", "p (t-test)", "p Holm", "W/L/T"):
+        for column in (
+            "mode",
+            "metric",
+            "delta",
+            "p (randomisation)",
+            "p (t-test)",
+            "p Holm",
+            "W/L/T",
+        ):
             sig.add_column(column, justify="right" if column != "mode" else "left")
         for c in document["significance"]:
             star = " *" if c["significant"] else ""
             sig.add_row(
-                c["system"], c["metric"], f"{c['delta']:+.4f}", _fmt(c["p_randomisation"]),
-                _fmt(c["p_ttest"]), _fmt(c["p_holm"]) + star, f"{c['wins']}/{c['losses']}/{c['ties']}",
+                c["system"],
+                c["metric"],
+                f"{c['delta']:+.4f}",
+                _fmt(c["p_randomisation"]),
+                _fmt(c["p_ttest"]),
+                _fmt(c["p_holm"]) + star,
+                f"{c['wins']}/{c['losses']}/{c['ties']}",
             )
         out.print(sig)
 
@@ -328,13 +344,18 @@ def sweep_command(
     try:
         engine = index.workspace.engine
         cached = HybridSearcher(
-            CachingEmbedder(engine.embedder), engine.dense, engine.sparse, None,
+            CachingEmbedder(engine.embedder),
+            engine.dense,
+            engine.sparse,
+            None,
             engine.searcher.defaults,
         )
         try:
             with _progress("sweep", as_json) as update:
                 points = run_sweep(
-                    cached, train, grid=grid,
+                    cached,
+                    train,
+                    grid=grid,
                     **({"candidates": depths} if depths else {}),
                     on_point=lambda i, n, _p: update(i, n),
                 )
@@ -397,23 +418,37 @@ def sweep_command(
 
 def _print_sweep(document: dict[str, Any]) -> None:
     points = sorted(document["points"], key=lambda p: -p["metrics"]["ndcg@10"])
-    table = Table(title=f"sweep on {document['dataset']} {document['train_split']} (top 15 of {len(points)})")
+    table = Table(
+        title=f"sweep on {document['dataset']} {document['train_split']} (top 15 of {len(points)})"
+    )
     for column in ("configuration", "nDCG@10", "R@100", "MRR@10", "p50 ms"):
         table.add_column(column, justify="left" if column == "configuration" else "right")
     for p in points[:15]:
         m = p["metrics"]
-        table.add_row(p["label"], _fmt(m["ndcg@10"]), _fmt(m["recall@100"]), _fmt(m["mrr@10"]),
-                      f"{p['latency_p50_ms']:.1f}")
+        table.add_row(
+            p["label"],
+            _fmt(m["ndcg@10"]),
+            _fmt(m["recall@100"]),
+            _fmt(m["mrr@10"]),
+            f"{p['latency_p50_ms']:.1f}",
+        )
     out.print(table)
-    out.print(f"chosen on {document['train_split']}: [bold]{document['chosen']['label']}[/] "
-              f"-> profile {document['profile']} ({document['profile_file']})")
+    out.print(
+        f"chosen on {document['train_split']}: [bold]{document['chosen']['label']}[/] "
+        f"-> profile {document['profile']} ({document['profile_file']})"
+    )
     if document.get("test"):
         test = Table(title=f"on {document['test_split']} (reported after choosing)")
         for column in ("configuration", "params", "nDCG@10", "R@100", "MRR@10"):
             test.add_column(column)
         for label, means in document["test"].items():
-            test.add_row(label, document["test_labels"].get(label, ""), _fmt(means["ndcg@10"]),
-                         _fmt(means["recall@100"]), _fmt(means["mrr@10"]))
+            test.add_row(
+                label,
+                document["test_labels"].get(label, ""),
+                _fmt(means["ndcg@10"]),
+                _fmt(means["recall@100"]),
+                _fmt(means["mrr@10"]),
+            )
         out.print(test)
 
 
@@ -422,11 +457,15 @@ def _print_sweep(document: dict[str, Any]) -> None:
 
 @eval_app.command("report")
 def report_command(
-    dataset: Annotated[str, typer.Argument(help="dataset name (or folder) whose results to report")],
+    dataset: Annotated[
+        str, typer.Argument(help="dataset name (or folder) whose results to report")
+    ],
     split: Annotated[str, typer.Option(help="split of the `eval run` result")] = "test",
     profile: ProfileOption = None,
     sweep_split: Annotated[str, typer.Option(help="train split of the sweep to include")] = "train",
-    out_dir: Annotated[Path | None, typer.Option("--out", help="folder for report.md and PNGs")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="folder for report.md and PNGs")
+    ] = None,
     data_dir: DataDirOption = None,
     index_dir: IndexDirOption = None,
     as_json: JsonOption = False,
@@ -444,7 +483,9 @@ def report_command(
     result = load_result(result_path) if result_path.is_file() else None
     sweep = load_result(sweep_path) if sweep_path.is_file() else None
     if result is None and sweep is None:
-        raise _fail(f"nothing to report in {results}: run `braid eval run` or `braid eval sweep` first")
+        raise _fail(
+            f"nothing to report in {results}: run `braid eval run` or `braid eval sweep` first"
+        )
     target = out_dir or folder / "report"
     path = write_report(target, result, sweep)
     files = sorted(str(p) for p in target.iterdir())
@@ -454,3 +495,198 @@ def report_command(
         out.print(f"wrote {path}")
         for f in files:
             out.print(f"  {f}")
+
+
+# -- braid eval perturb ---------------------------------------------------------------------
+
+
+@eval_app.command("perturb")
+def perturb_command(
+    dataset: DatasetArg,
+    split: Annotated[str, typer.Option(help="qrels split whose queries are edited")] = "test",
+    mode: Annotated[list[str] | None, typer.Option("--mode", help="modes (repeatable)")] = None,
+    kind: Annotated[
+        list[str] | None, typer.Option("--kind", help="typo, stopwords, reorder (repeatable)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the edits")] = 0,
+    profile: ProfileOption = None,
+    reranker: RerankerOption = None,
+    limit: LimitOption = None,
+    data_dir: DataDirOption = None,
+    index_dir: IndexDirOption = None,
+    datasets: DatasetsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Rank stability under small query edits: overlap@10 and RBO per mode, and nDCG@10 change."""
+    from eval.robustness import perturbation_study
+
+    settings = _settings(data_dir)
+    data, folder, settings = _load_for_study(
+        dataset, split, profile, reranker, limit, datasets, settings
+    )
+    modes = mode or ["bm25", "dense", "hybrid"]
+    try:
+        index = _open(folder, settings, index_dir, as_json)
+    except BraidError as exc:
+        raise _fail(str(exc)) from exc
+    try:
+        with _progress("perturb", as_json) as update:
+            rows = perturbation_study(
+                index.workspace.engine.searcher, data, modes, kind or None, seed, on_step=update
+            )
+    except (BraidError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        index.close()
+    document = {
+        "dataset": data.name,
+        "split": data.split,
+        "queries": len(data.queries),
+        "seed": seed,
+        "rows": rows,
+    }
+    if as_json:
+        _emit(document)
+        return
+    table = Table(title=f"rank stability under query edits: {data.name} {data.split}")
+    for column in (
+        "mode",
+        "edit",
+        "changed",
+        "overlap@10",
+        "RBO p=0.9",
+        "nDCG@10",
+        "edited nDCG@10",
+    ):
+        table.add_column(column, justify="left" if column in ("mode", "edit") else "right")
+    for r in rows:
+        table.add_row(
+            r["mode"],
+            r["edit"],
+            str(r["changed"]),
+            _fmt(r["overlap@10"]),
+            _fmt(r["rbo"]),
+            _fmt(r["ndcg@10"]),
+            _fmt(r["edited_ndcg@10"]),
+        )
+    out.print(table)
+
+
+def _load_for_study(
+    dataset: str,
+    split: str,
+    profile: str | None,
+    reranker: str | None,
+    limit: int | None,
+    datasets: Path | None,
+    settings: Settings,
+) -> tuple[Any, Path, Settings]:
+    from eval.datasets import load_dataset, resolve_dataset
+    from eval.profiles import apply_profile, load_profile
+
+    try:
+        if profile:
+            settings = apply_profile(settings, load_profile(settings.data_dir, profile))
+        settings = _with_reranker(settings, reranker)
+        folder = resolve_dataset(dataset, datasets)
+        data = load_dataset(folder, split)
+    except BraidError as exc:
+        raise _fail(str(exc), 2) from exc
+    return (_limited(data, limit) if limit else data), folder, settings
+
+
+# -- braid eval compare ---------------------------------------------------------------------
+
+
+@eval_app.command("compare")
+def compare_command(
+    dataset: DatasetArg,
+    split: Annotated[str, typer.Option(help="qrels split to run")] = "test",
+    mode: Annotated[list[str] | None, typer.Option("--mode", help="modes (repeatable)")] = None,
+    index_a: Annotated[
+        Path | None, typer.Option("--index-a", help="data dir A (default: the dataset's index)")
+    ] = None,
+    index_b: Annotated[
+        Path | None, typer.Option("--index-b", help="data dir B (default: same as A)")
+    ] = None,
+    model_a: Annotated[str | None, typer.Option("--model-a", help="embedding model of A")] = None,
+    model_b: Annotated[str | None, typer.Option("--model-b", help="embedding model of B")] = None,
+    reranker_a: Annotated[str | None, typer.Option("--reranker-a", help="reranker of A")] = None,
+    reranker_b: Annotated[str | None, typer.Option("--reranker-b", help="reranker of B")] = None,
+    profile_a: Annotated[str | None, typer.Option("--profile-a", help="profile of A")] = None,
+    profile_b: Annotated[str | None, typer.Option("--profile-b", help="profile of B")] = None,
+    k: Annotated[int, typer.Option("--k", min=1, help="depth of overlap@k")] = 10,
+    limit: LimitOption = None,
+    data_dir: DataDirOption = None,
+    datasets: DatasetsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Shadow comparison: one query set on two indexes, models, rerankers or profiles."""
+    from eval.indexes import default_index_dir
+    from eval.robustness import Side, compare_sides
+
+    base = _settings(data_dir)
+    data, folder, _ = _load_for_study(dataset, split, None, None, limit, datasets, base)
+    default_dir = default_index_dir(base.data_dir, folder.resolve().name)
+    sides = []
+    for label, idx, model, rr, prof in (
+        ("A", index_a, model_a, reranker_a, profile_a),
+        ("B", index_b or index_a, model_b, reranker_b, profile_b),
+    ):
+        settings = base
+        if model:
+            settings = settings.model_copy(
+                update={"embedder": settings.embedder.model_copy(update={"model": model})}
+            )
+        try:
+            if prof:
+                from eval.profiles import apply_profile, load_profile
+
+                settings = apply_profile(settings, load_profile(base.data_dir, prof))
+        except BraidError as exc:
+            raise _fail(str(exc), 2) from exc
+        settings = _with_reranker(settings, rr)
+        sides.append(Side(label, settings, idx or default_dir))
+    if sides[0].settings == sides[1].settings and sides[0].index_dir == sides[1].index_dir:
+        raise _fail(
+            "A and B are the same: give --index-b, --model-b, --reranker-b or --profile-b", 2
+        )
+    modes = mode or ["hybrid"]
+    try:
+        with _progress("compare", as_json) as update:
+            document = compare_sides(folder, data, sides, modes, k, on_step=update)
+    except BraidError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        _emit(document)
+        return
+    table = Table(title=f"A vs B on {data.name} {data.split} ({len(data.queries)} queries)")
+    for column in (
+        "mode",
+        f"overlap@{k}",
+        "RBO",
+        "nDCG@10 A",
+        "nDCG@10 B",
+        "delta",
+        "p Holm",
+        "R@100 A",
+        "R@100 B",
+    ):
+        table.add_column(column, justify="left" if column == "mode" else "right")
+    for r in document["rows"]:
+        table.add_row(
+            r["mode"],
+            _fmt(r["overlap"]),
+            _fmt(r["rbo"]),
+            _fmt(r["a"]["ndcg@10"]),
+            _fmt(r["b"]["ndcg@10"]),
+            f"{r['delta_ndcg@10']:+.4f}",
+            _fmt(r["p_holm"]),
+            _fmt(r["a"]["recall@100"]),
+            _fmt(r["b"]["recall@100"]),
+        )
+    out.print(table)
+    for side in document["sides"]:
+        out.print(
+            f"[dim]{side['label']}: {side['index_dir']} · {side['embedding_model']} · reranker {side['reranker']}[/]"
+        )

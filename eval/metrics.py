@@ -58,7 +58,10 @@ def per_query(run: RunScores, qrels: Qrels, metrics: tuple[str, ...] = METRICS) 
                 # numba's uint64 -> int64 cast warning inside ranx: harmless at these sizes
                 warnings.simplefilter("ignore")
                 evaluate(
-                    RanxQrels(judged_qrels), ranx_run, wanted, return_mean=False,
+                    RanxQrels(judged_qrels),
+                    ranx_run,
+                    wanted,
+                    return_mean=False,
                     make_comparable=True,
                 )
             for metric in wanted:
@@ -78,5 +81,7 @@ def summarize(scores: PerQuery) -> dict[str, float]:
     return {metric: mean(values) for metric, values in scores.items()}
 
 
-def evaluate_run(run: RunScores, qrels: Qrels, metrics: tuple[str, ...] = METRICS) -> dict[str, float]:
+def evaluate_run(
+    run: RunScores, qrels: Qrels, metrics: tuple[str, ...] = METRICS
+) -> dict[str, float]:
     return summarize(per_query(run, qrels, metrics))

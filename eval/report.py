@@ -27,7 +27,9 @@ def _plt() -> Any:
     return plt
 
 
-def plot_grid(points: Sequence[Mapping[str, Any]], path: Path, metric: str = "ndcg@10") -> Path | None:
+def plot_grid(
+    points: Sequence[Mapping[str, Any]], path: Path, metric: str = "ndcg@10"
+) -> Path | None:
     rrf = [p for p in points if p["params"].get("fusion") == "rrf"]
     convex = [p for p in points if p["params"].get("fusion") == "convex"]
     if not rrf and not convex:
@@ -49,7 +51,10 @@ def plot_grid(points: Sequence[Mapping[str, Any]], path: Path, metric: str = "nd
                 if float(p["params"]["weights"]["bm25"]) == share
             )
             axes[0].plot(
-                [x for x, _ in series], [y for _, y in series], marker="o", label=f"w_bm25={share:g}"
+                [x for x, _ in series],
+                [y for _, y in series],
+                marker="o",
+                label=f"w_bm25={share:g}",
             )
         axes[0].set_xscale("log")
         axes[0].set_xticks(ks, [f"{k:g}" for k in ks])
@@ -92,7 +97,10 @@ def plot_quality_latency(
         ax.scatter(
             [p["latency_p50_ms"] for p in points],
             [p["metrics"][metric] for p in points],
-            s=14, alpha=0.5, color="grey", label="sweep points (train; query vectors cached)",
+            s=14,
+            alpha=0.5,
+            color="grey",
+            label="sweep points (train; query vectors cached)",
         )
         drawn = True
     if result:
@@ -100,9 +108,19 @@ def plot_quality_latency(
             total = entry["latency_ms"].get("total")
             if not total:
                 continue
-            ax.scatter([total["p50"]], [entry["metrics"][metric]], s=50, label=f"{name} ({result['split']})")
-            ax.annotate(name, (total["p50"], entry["metrics"][metric]), fontsize=8,
-                        xytext=(4, 4), textcoords="offset points")
+            ax.scatter(
+                [total["p50"]],
+                [entry["metrics"][metric]],
+                s=50,
+                label=f"{name} ({result['split']})",
+            )
+            ax.annotate(
+                name,
+                (total["p50"], entry["metrics"][metric]),
+                fontsize=8,
+                xytext=(4, 4),
+                textcoords="offset points",
+            )
             drawn = True
     if not drawn:
         plt.close(fig)
@@ -119,7 +137,9 @@ def plot_quality_latency(
     return path
 
 
-def wins_losses(result: Mapping[str, Any], system: str = "hybrid", metric: str = "ndcg@10") -> dict[str, dict[str, int]]:
+def wins_losses(
+    result: Mapping[str, Any], system: str = "hybrid", metric: str = "ndcg@10"
+) -> dict[str, dict[str, int]]:
     """Per single retriever: queries where ``system`` scores higher / lower / the same."""
     modes = result["modes"]
     out: dict[str, dict[str, int]] = {}
@@ -156,7 +176,9 @@ def plot_wins_losses(
         ax.bar(range(len(diffs)), diffs, color=colours, width=1.0)
         wins = sum(d > 1e-12 for d in diffs)
         losses = sum(d < -1e-12 for d in diffs)
-        ax.set_title(f"{system} - {other}: {wins} wins, {losses} losses, {len(diffs) - wins - losses} ties")
+        ax.set_title(
+            f"{system} - {other}: {wins} wins, {losses} losses, {len(diffs) - wins - losses} ties"
+        )
         ax.set_xlabel("queries, sorted by difference")
         ax.set_ylabel(f"delta {metric}")
         ax.axhline(0, color="black", linewidth=0.6)
@@ -173,7 +195,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def _f(value: Any, digits: int = 4) -> str:
-    return "–" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+    return (
+        "–" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+    )
 
 
 def write_report(
@@ -199,22 +223,36 @@ def write_report(
         for mode, entry in result["modes"].items():
             anchor = entry.get("anchor") or {}
             rows.append(
-                [mode, *(_f(entry["metrics"].get(m)) for m in METRICS),
-                 _f(anchor.get("ndcg@10")), anchor.get("system", "")]
+                [
+                    mode,
+                    *(_f(entry["metrics"].get(m)) for m in METRICS),
+                    _f(anchor.get("ndcg@10")),
+                    anchor.get("system", ""),
+                ]
             )
         lines += _table(["mode", *METRICS, "anchor nDCG@10", "anchor"], rows)
         lines.append("")
         if result.get("significance"):
-            lines.append(f"Paired tests against the best single retriever (`{result['baseline']}`), "
-                         "randomisation test (10,000 sign flips), Holm-corrected per metric:")
+            lines.append(
+                f"Paired tests against the best single retriever (`{result['baseline']}`), "
+                "randomisation test (10,000 sign flips), Holm-corrected per metric:"
+            )
             lines.append("")
             rows = [
-                [c["system"], c["metric"], f"{c['delta']:+.4f}", _f(c["p_randomisation"]),
-                 _f(c["p_ttest"]), _f(c["p_holm"]) + (" *" if c["significant"] else ""),
-                 f"{c['wins']}/{c['losses']}/{c['ties']}"]
+                [
+                    c["system"],
+                    c["metric"],
+                    f"{c['delta']:+.4f}",
+                    _f(c["p_randomisation"]),
+                    _f(c["p_ttest"]),
+                    _f(c["p_holm"]) + (" *" if c["significant"] else ""),
+                    f"{c['wins']}/{c['losses']}/{c['ties']}",
+                ]
                 for c in result["significance"]
             ]
-            lines += _table(["mode", "metric", "delta", "p rand.", "p t-test", "p Holm", "W/L/T"], rows)
+            lines += _table(
+                ["mode", "metric", "delta", "p rand.", "p t-test", "p Holm", "W/L/T"], rows
+            )
             lines.append("")
         stages = ("embed", "dense", "sparse", "fuse", "rerank", "fetch", "total")
         rows = []
@@ -239,12 +277,16 @@ def write_report(
         chosen = sweep.get("chosen", {})
         lines.append(f"## Sweep on `{sweep['train_split']}` ({len(points)} points)")
         lines.append("")
-        lines.append(f"Chosen: `{chosen.get('label')}` with train nDCG@10 "
-                     f"{_f(chosen.get('metrics', {}).get('ndcg@10'))}; saved as profile "
-                     f"`{sweep.get('profile')}`.")
+        lines.append(
+            f"Chosen: `{chosen.get('label')}` with train nDCG@10 "
+            f"{_f(chosen.get('metrics', {}).get('ndcg@10'))}; saved as profile "
+            f"`{sweep.get('profile')}`."
+        )
         lines.append("")
         if sweep.get("test"):
-            rows = [[n, _f(v.get("ndcg@10")), _f(v.get("recall@100"))] for n, v in sweep["test"].items()]
+            rows = [
+                [n, _f(v.get("ndcg@10")), _f(v.get("recall@100"))] for n, v in sweep["test"].items()
+            ]
             lines.append(f"On `{sweep.get('test_split')}` (chosen on train, reported once):")
             lines.append("")
             lines += _table(["configuration", "nDCG@10", "R@100"], rows)

@@ -55,9 +55,7 @@ class Comparison:
         }
 
 
-def paired_arrays(
-    a: Mapping[str, float], b: Mapping[str, float]
-) -> tuple[np.ndarray, np.ndarray]:
+def paired_arrays(a: Mapping[str, float], b: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
     """Scores of the queries both systems were evaluated on, aligned by query id."""
     shared = sorted(set(a) & set(b))
     return (

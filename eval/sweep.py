@@ -89,7 +89,9 @@ def evaluate_point(
     return SweepPoint(params=params.resolve(searcher), metrics=means, latency_p50_ms=latency)
 
 
-def best(points: Sequence[SweepPoint], metric: str = PRIMARY, fusion: str | None = None) -> SweepPoint:
+def best(
+    points: Sequence[SweepPoint], metric: str = PRIMARY, fusion: str | None = None
+) -> SweepPoint:
     pool = [p for p in points if fusion is None or p.params.fusion == fusion]
     if not pool:
         raise ValueError("no sweep points to choose from")

@@ -104,7 +104,10 @@ class TokenChunker:
         if not title or self.count(title) <= self._limit // 2:
             return title
         offsets = self._token_offsets(title)
-        return title[: offsets[self._limit // 2 - 4][1]]
+        # Room left in half the window once the prefix and special tokens are counted (a
+        # long passage prefix leaves fewer title tokens than a fixed margin would).
+        keep = min(len(offsets), max(1, self._limit // 2 - self.count("")))
+        return title[: offsets[keep - 1][1]]
 
     def _token_offsets(self, text: str) -> list[tuple[int, int]]:
         return list(self._fast.encode(text, add_special_tokens=False).offsets)
@@ -120,7 +123,7 @@ class TokenChunker:
         while first < n:
             last = self._cut(text, offsets, first, min(n, first + budget))
             start = offsets[first][0] if first else 0
-            end = offsets[last - 1][1] if last < n else len(text)
+            end = _end_of(text, offsets, last)
             # Tokenizing a slice can differ from slicing the tokens (word pieces at a cut
             # inside a word): near the limit, check the real count and step back until it fits.
             near_limit = last - first > budget - _RECOUNT_MARGIN
@@ -130,7 +133,7 @@ class TokenChunker:
                 and self.count(embed_text(title, text[start:end])) > self._limit
             ):
                 last -= 1
-                end = offsets[last - 1][1]
+                end = _end_of(text, offsets, last)
             spans.append((start, end))
             if last >= n:
                 break
@@ -171,3 +174,16 @@ class TokenChunker:
         while start < last and start > 0 and offsets[start][0] == offsets[start - 1][1]:
             start += 1
         return start
+
+
+def _end_of(text: str, offsets: Sequence[tuple[int, int]], last: int) -> int:
+    """Character offset that ends a chunk whose last token is ``last - 1``.
+
+    The chunk runs through any characters the tokenizer drops (control characters,
+    combining accents) before the next token, but not through whitespace: otherwise a cut
+    without overlap would leave those characters in no chunk.
+    """
+    if last >= len(offsets):
+        return len(text)
+    end = offsets[last - 1][1]
+    return end + len(text[end : offsets[last][0]].rstrip())

@@ -23,10 +23,12 @@ from rich.table import Table
 from engine.config import Settings
 from engine.errors import BraidError, IndexLockedError
 from engine.filters import parse_filter
-from engine.locking import DataDirLock
+from engine.locking import DataDirLock, read_owner
 from engine.models import Hit, SearchMode, SearchResponse
 from ingestion import pipeline as pipeline_module
 from ingestion.readers import read_inputs
+from ingestion.remote import RemoteIngest
+from ingestion.service import open_workspace
 
 app = typer.Typer(
     name="braid",
@@ -120,28 +122,45 @@ def ingest(
     ] = None,
     strict: Annotated[bool, typer.Option(help="stop at the first bad record")] = False,
     api: Annotated[
-        str | None, typer.Option("--api", help="send to a running braid server instead")
+        str | None,
+        typer.Option(
+            "--api",
+            help="send to a running braid server (found in the data dir when it holds the stores)",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", help="write key for --api (env BRAID_API_KEY)")
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Chunk, embed and index documents into both stores (idempotent: unchanged ones are skipped)."""
-    from ingestion.service import open_workspace
-
     settings = load_settings(data_dir)
-    if api:
-        raise fail("sending to a server (--api) needs the REST API; see `braid serve`")
+    if api is None:
+        try:
+            workspace = open_workspace(settings, role="braid ingest", batch_size=batch_size)
+        except IndexLockedError as exc:
+            owner = read_owner(settings.data_dir) or {}
+            api = owner.get("api_url")
+            if not api:
+                raise fail(
+                    f"{exc}. Wait for it to finish, or send the documents to a server with --api URL."
+                ) from exc
+            console.print(f"{settings.data_dir} is served by {api}: sending the documents there")
+        except BraidError as exc:
+            raise fail(str(exc)) from exc
     try:
-        workspace = open_workspace(settings, role="braid ingest", batch_size=batch_size)
-    except IndexLockedError as exc:
-        raise fail(f"{exc}. Stop it, or send the documents to it with --api URL.") from exc
+        if api is not None:
+            remote = RemoteIngest(
+                api, api_key or os.environ.get("BRAID_API_KEY"), batch_size or 256
+            )
+            report = _run_ingest(remote, paths, strict, as_json)
+        else:
+            try:
+                report = _run_ingest(workspace.pipeline, paths, strict, as_json)
+            finally:
+                workspace.close()
     except BraidError as exc:
         raise fail(str(exc)) from exc
-    try:
-        report = _run_ingest(workspace.pipeline, paths, strict, as_json)
-    except BraidError as exc:
-        raise fail(str(exc)) from exc
-    finally:
-        workspace.close()
     if as_json:
         emit_json(report.as_dict())
     else:
@@ -151,7 +170,10 @@ def ingest(
 
 
 def _run_ingest(
-    pipeline: pipeline_module.IngestPipeline, paths: list[str], strict: bool, quiet: bool
+    pipeline: pipeline_module.IngestPipeline | RemoteIngest,
+    paths: list[str],
+    strict: bool,
+    quiet: bool,
 ) -> pipeline_module.IngestReport:
     total = _count_inputs(paths)
     records = read_inputs(paths)

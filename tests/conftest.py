@@ -65,9 +65,7 @@ def sample_chunks(sample_docs: list[dict[str, object]]) -> list[Chunk]:
 
 
 @pytest.fixture(scope="session")
-def sample_vectors(
-    embedder: SentenceTransformerEmbedder, sample_chunks: list[Chunk]
-) -> np.ndarray:
+def sample_vectors(embedder: SentenceTransformerEmbedder, sample_chunks: list[Chunk]) -> np.ndarray:
     """Passage embeddings of the sample chunks (title and text, as BM25 sees them)."""
     return embedder.encode_passages([bm25_text(c) for c in sample_chunks])
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from qdrant_client import QdrantClient
+from sample_cases import FILTER_CASES
 
 from engine.dense.edge import QdrantEdgeDenseStore
 from engine.dense.qdrant import QdrantDenseStore
@@ -35,25 +36,6 @@ EXPECTED_TOP = {
     "why are leaves green": ["photosynthesis"],
     "splitting text into tokens": ["tokenization"],
 }
-
-# Filter -> the sample documents it keeps (checked by hand against tests/data/sample.jsonl).
-FILTER_CASES: list[tuple[dict[str, Any], set[str]]] = [
-    ({"source": "kitchen"}, {"sourdough", "espresso"}),
-    ({"source": {"$in": ["blog", "science"]}, "reviewed": True}, {"cross-encoder", "saturn-rings", "photosynthesis"}),
-    ({"year": {"$gte": 2022}}, {"dense-retrieval", "cross-encoder", "espresso", "tokenization"}),
-    ({"year": 2020.0}, {"hnsw-index", "sourdough"}),
-    ({"published": {"$lt": "2018-01-01"}}, {"saturn-rings", "photosynthesis"}),
-    (
-        {"published": {"$gte": "2021-06-01T00:00:00Z", "$lte": "2022-01-20"}},
-        {"rrf-fusion", "dense-retrieval"},
-    ),
-    ({"tags": "semantic", "reviewed": True}, {"cross-encoder", "tokenization"}),
-    ({"tags": {"$nin": ["ranking", "semantic", "vectors", "lexical"]}}, {"sourdough", "espresso", "saturn-rings", "exoplanet-transit", "photosynthesis"}),
-    ({"$not": {"reviewed": True}}, {"dense-retrieval", "hnsw-index", "espresso", "exoplanet-transit"}),
-    ({"$or": [{"tags": "astronomy"}, {"year": {"$lt": 2017}}]}, {"saturn-rings", "exoplanet-transit", "photosynthesis"}),
-    ({"source": "nowhere"}, set()),
-    ({"missing_field": {"$ne": "x"}}, None),  # None: every document
-]
 
 
 @dataclasses.dataclass
@@ -94,27 +76,21 @@ def shared(
 
     (Creating a store fsyncs each payload index: about a second a store on a VM disk.)
     """
-    store = DenseBackend(request.param, tmp_path_factory.mktemp(request.param)).open(
-        embedder.info
-    )
+    store = DenseBackend(request.param, tmp_path_factory.mktemp(request.param)).open(embedder.info)
     store.upsert(sample_chunks, sample_vectors)
     yield store
     store.close()
 
 
 @pytest.fixture
-def store(
-    backend: DenseBackend, embedder: SentenceTransformerEmbedder
-) -> Iterator[DenseStore]:
+def store(backend: DenseBackend, embedder: SentenceTransformerEmbedder) -> Iterator[DenseStore]:
     opened = backend.open(embedder.info)
     yield opened
     opened.close()
 
 
 @pytest.fixture
-def loaded(
-    store: DenseStore, sample_chunks: list[Chunk], sample_vectors: np.ndarray
-) -> DenseStore:
+def loaded(store: DenseStore, sample_chunks: list[Chunk], sample_vectors: np.ndarray) -> DenseStore:
     store.upsert(sample_chunks, sample_vectors)
     return store
 

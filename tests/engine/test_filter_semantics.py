@@ -72,9 +72,7 @@ def random_corpus(rng: random.Random) -> list[Chunk]:
         for index in range(2 if i < N_SECOND_CHUNKS else 1):
             # Every chunk contains "common" (1-3 times, varying lengths) so that a BM25 query
             # for it reaches every chunk and only the filter decides.
-            words = ["common"] * rng.randint(1, 3) + [f"w{rng.randint(0, 50)}"] * rng.randint(
-                0, 12
-            )
+            words = ["common"] * rng.randint(1, 3) + [f"w{rng.randint(0, 50)}"] * rng.randint(0, 12)
             rng.shuffle(words)
             chunks.append(Chunk(doc_id, index, " ".join(words), "", random_metadata(rng)))
     return chunks
@@ -110,7 +108,9 @@ def random_condition(rng: random.Random, field: str) -> Any:
     if rng.random() < 0.1:  # a value of the wrong type for the field: must match nothing
         kind = rng.choice(["str", "int", "float", "bool", "date"])
     rangeable = kind in ("int", "float", "date")
-    ops = ["bare", "$eq", "$ne", "$in", "$nin"] + (["range", "range", "range2"] if rangeable else [])
+    ops = ["bare", "$eq", "$ne", "$in", "$nin"] + (
+        ["range", "range", "range2"] if rangeable else []
+    )
     op = rng.choice(ops)
     if op == "bare":
         return _value(rng, kind, field)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_dense_contract import FILTER_CASES
+from sample_cases import FILTER_CASES
 
 from engine.errors import IndexLockedError
 from engine.filters import parse_filter
@@ -148,7 +148,9 @@ class TestSparseStoreContract:
         assert loaded.fetch([second.point_id]) == {}
         assert loaded.doc_ids() == {c.doc_id for c in sample_chunks} - {"sourdough", "espresso"}
 
-    def test_fetch_round_trips_chunks(self, loaded: SparseStore, sample_chunks: list[Chunk]) -> None:
+    def test_fetch_round_trips_chunks(
+        self, loaded: SparseStore, sample_chunks: list[Chunk]
+    ) -> None:
         unknown = ["00000000-0000-0000-0000-000000000000", "not-even-a-uuid"]
         fetched = loaded.fetch([c.point_id for c in sample_chunks] + unknown)
         assert fetched == {c.point_id: c for c in sample_chunks}

@@ -1,0 +1,111 @@
+"""Send documents to a running ``braid serve`` instead of opening its stores.
+
+The stores are single-process: while a server owns the data dir, ``braid ingest`` posts
+the documents to its ``/v1/documents`` endpoint in batches and follows the jobs, so the one
+process that owns the stores writes them. Read errors are reported locally with their line.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import httpx
+
+from engine.errors import BackendUnavailableError
+from ingestion.documents import InputError, SourceDocument
+from ingestion.pipeline import IngestReport, Progress
+from ingestion.readers import Record
+
+POLL_SECONDS = 0.25
+
+
+def document_payload(doc: SourceDocument) -> dict[str, Any]:
+    """The JSONL record shape the API accepts (``id``, ``text``, ``title``, metadata)."""
+    return {"id": doc.doc_id, "text": doc.text, "title": doc.title, **dict(doc.metadata)}
+
+
+class RemoteIngest:
+    """Posts batches to ``{api}/v1/documents`` and waits for their jobs."""
+
+    def __init__(
+        self, api_url: str, api_key: str | None = None, batch_size: int = 256, timeout: float = 60.0
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(base_url=api_url.rstrip("/"), headers=headers, timeout=timeout)
+        self._batch_size = batch_size
+
+    def run(
+        self,
+        records: Iterable[Record],
+        *,
+        strict: bool = False,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> IngestReport:
+        started = time.perf_counter()
+        report = IngestReport()
+        seen: dict[str, str] = {}
+        batch: list[dict[str, Any]] = []
+        try:
+            for record in records:
+                if isinstance(record, InputError):
+                    report.errors.append(str(record))
+                    if strict:
+                        break
+                    continue
+                if record.doc_id in seen:
+                    report.errors.append(
+                        f"{record.origin}: duplicate id {record.doc_id!r} (first at {seen[record.doc_id]})"
+                    )
+                    if strict:
+                        break
+                    continue
+                seen[record.doc_id] = record.origin
+                batch.append(document_payload(record))
+                if len(batch) >= self._batch_size:
+                    self._send(batch, report, on_progress)
+                    batch = []
+            if batch:
+                self._send(batch, report, on_progress)
+        except httpx.HTTPError as exc:
+            raise BackendUnavailableError(
+                f"braid server at {self._client.base_url}: {exc}"
+            ) from exc
+        finally:
+            self._client.close()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _send(
+        self,
+        batch: list[dict[str, Any]],
+        report: IngestReport,
+        on_progress: Callable[[Progress], None] | None,
+    ) -> None:
+        response = self._client.post("/v1/documents", json={"documents": batch})
+        if response.status_code >= 400:
+            raise BackendUnavailableError(
+                f"the server refused a batch ({response.status_code}): {response.text[:500]}"
+            )
+        job_id = response.json()["job_id"]
+        while True:
+            job = self._client.get(f"/v1/jobs/{job_id}").json()
+            if job["state"] in ("done", "failed"):
+                break
+            time.sleep(POLL_SECONDS)
+        if job["state"] == "failed":
+            report.errors.append(f"server job {job_id} failed: {job.get('error')}")
+            return
+        result = job.get("result") or {}
+        report.documents += int(result.get("documents", 0))
+        report.chunks += int(result.get("chunks", 0))
+        report.skipped_unchanged += int(result.get("skipped_unchanged", 0))
+        report.deleted += int(result.get("deleted", 0))
+        report.errors.extend(str(e) for e in result.get("errors", []))
+        if on_progress is not None:
+            on_progress(
+                Progress(
+                    report.documents, report.chunks, report.skipped_unchanged, len(report.errors)
+                )
+            )

@@ -1,0 +1,64 @@
+"""Helpers shared by the API tests (a plain module: tests/api has no __init__)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from starlette.testclient import TestClient
+
+from engine.config import Settings
+
+TORCH_THREADS = 2
+
+
+def make_settings(data_dir: Path, **api: Any) -> Settings:
+    settings = Settings(data_dir=data_dir)
+    return settings.model_copy(
+        update={
+            "api": settings.api.model_copy(update=api),
+            "embedder": settings.embedder.model_copy(
+                update={"device": "cpu", "cpu_threads": TORCH_THREADS}
+            ),
+        }
+    )
+
+
+def wait_job(
+    client: TestClient | httpx.Client,
+    job_id: str,
+    timeout: float = 60.0,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Poll ``/v1/jobs/{id}`` until the job has finished."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get(f"/v1/jobs/{job_id}", headers=headers)
+        assert response.status_code == 200, response.text
+        job: dict[str, Any] = response.json()
+        if job["state"] in ("done", "failed") or time.monotonic() > deadline:
+            return job
+        time.sleep(0.05)
+
+
+def hit_ids(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [h["doc_id"] for h in response.json()["hits"]]
+
+
+def assert_error(
+    response: httpx.Response, status: int, code: str, path: str | None = None
+) -> dict[str, Any]:
+    """The one error shape: ``{"error": {"code", "message", "path"?}}``."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"error"}, body
+    error: dict[str, Any] = body["error"]
+    assert error["code"] == code, error
+    assert isinstance(error["message"], str) and error["message"]
+    if path is not None:
+        assert error.get("path") == path, error
+    return error
