@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 from pydantic import SecretStr
 
 from engine.config import Settings
-from engine.errors import InvalidFilterError
+from engine.errors import BraidError, InvalidFilterError
 from engine.factory import Engine
 from engine.filters import FilterExpr, parse_filter
 from engine.searcher import HybridSearcher
@@ -57,6 +57,9 @@ def ready_runtime(runtime: RuntimeDep) -> Runtime:
     if runtime.ready:
         return runtime
     if runtime.status == "failed":
+        if isinstance(runtime.error, BraidError):
+            # The start-up error itself, so its status is precise (409 for a model mismatch).
+            raise runtime.error
         raise NotReady(f"the service failed to start: {runtime.error}")
     raise NotReady(f"the service is {runtime.status}; retry shortly")
 

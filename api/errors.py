@@ -8,11 +8,11 @@ status from ``STATUS_TABLE``. Routes raise engine errors (``BraidError`` subclas
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -154,13 +154,26 @@ def error_headers(status: int) -> dict[str, str]:
     return {}
 
 
+class ErrorCounter(Protocol):
+    def count_error(self, status: int, code: str) -> None: ...
+
+
+def _count(request: Request, status: int, code: str) -> None:
+    counter: ErrorCounter | None = getattr(request.app.state, "metrics", None)
+    if counter is not None:
+        counter.count_error(status, code)
+
+
 def error_response(
     status: int,
     code: str,
     message: str,
     path: str | None = None,
     headers: dict[str, str] | None = None,
+    request: Request | None = None,
 ) -> JSONResponse:
+    if request is not None:
+        _count(request, status, code)
     return JSONResponse(
         error_payload(code, message, path),
         status_code=status,
@@ -184,11 +197,17 @@ def _message_of(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
+# Pydantic adds the union member it tried to ``loc`` ("str", "int", "list[str]",
+# "function-after[...]"); a client wants the field's path, once.
+_UNION_TAG = re.compile(r"^(str|int|float|bool|none|[A-Za-z_-]+\[.*\])$")
+
+
 def location_path(loc: Sequence[int | str]) -> str:
     """FastAPI's ``loc`` tuple as a JSON path (body) or ``query.NAME`` (parameters)."""
     if not loc:
         return "$"
-    where, rest = loc[0], list(loc[1:])
+    where = loc[0]
+    rest = [p for p in loc[1:] if not (isinstance(p, str) and _UNION_TAG.match(p))]
     if where == "body":
         text = "$"
         for part in rest:
@@ -201,42 +220,46 @@ async def _handle_known(request: Request, exc: Exception) -> JSONResponse:
     status, code = classify(exc)
     if status >= 500 and status != 503:
         _log.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
-    return error_response(status, code, _message_of(exc), _path_of(exc))
+    return error_response(status, code, _message_of(exc), _path_of(exc), request=request)
 
 
-async def _handle_validation(_: Request, exc: Exception) -> JSONResponse:
+async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
     if not errors:
-        return error_response(422, "validation_error", "invalid request")
+        return error_response(422, "validation_error", "invalid request", request=request)
     first = errors[0]
     if first.get("type") == "json_invalid":
-        return error_response(400, "malformed_json", "the request body is not valid JSON")
-    path = location_path(first.get("loc", ()))
-    message = str(first.get("msg", "invalid value"))
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-    # Every problem, for clients that fix several at once.
-    details = [
-        {"message": str(e.get("msg", "")), "path": location_path(e.get("loc", ()))}
-        for e in errors[:50]
-    ]
-    body = error_payload("validation_error", message, path)
-    body["error"]["details"] = jsonable_encoder(details)
+        return error_response(
+            400, "malformed_json", "the request body is not valid JSON", request=request
+        )
+    # One entry per path: a union field reports one error per member it tried.
+    details: dict[str, str] = {}
+    for error in errors:
+        details.setdefault(location_path(error.get("loc", ())), str(error.get("msg", "")))
+    path, message = next(iter(details.items()))
+    if len(details) > 1:
+        extra = len(details) - 1
+        message += f" (and {extra} more problem{'s' if extra > 1 else ''})"
+    body = error_payload("validation_error", message or "invalid value", path)
+    body["error"]["details"] = [{"message": m, "path": p} for p, m in list(details.items())[:50]]
+    _count(request, 422, "validation_error")
     return JSONResponse(body, status_code=422)
 
 
-async def _handle_http(_: Request, exc: Exception) -> JSONResponse:
+async def _handle_http(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, StarletteHTTPException):
-        return error_response(500, "internal_error", "internal error")
+        return error_response(500, "internal_error", "internal error", request=request)
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
     message = str(exc.detail) if exc.detail else code.replace("_", " ")
-    return error_response(exc.status_code, code, message, headers=exc.headers)
+    return error_response(exc.status_code, code, message, headers=exc.headers, request=request)
 
 
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     # A bug: log it with its traceback, answer in the usual shape without internals.
     _log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal_error", "internal error; it has been logged")
+    return error_response(
+        500, "internal_error", "internal error; it has been logged", request=request
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

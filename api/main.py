@@ -85,6 +85,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.metrics = runtime.metrics
     app.state.keyring = KeyRing(settings.api.keys, settings.api.read_keys)
     install_error_handlers(app)
     for module in (search, documents, jobs, embed, service):

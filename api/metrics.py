@@ -96,6 +96,9 @@ class Metrics:
         for stage, ms in response.timings_ms.items():
             self.search_stage.labels(stage=stage).observe(ms / 1000.0)
 
+    def count_error(self, status: int, code: str) -> None:
+        self.errors.labels(status=str(status), code=code).inc()
+
     def track_queue_depth(self, depth: Callable[[], float]) -> None:
         self.queue_depth.set_function(depth)
 

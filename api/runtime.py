@@ -66,6 +66,7 @@ class Runtime:
         self._batcher: QueryBatchingEmbedder | None = None
         self._loader: threading.Thread | None = None
         self._ready = threading.Event()
+        self._settled = threading.Event()  # loading ended, ready or failed
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -88,9 +89,17 @@ class Runtime:
         self._loader.start()
 
     def wait_ready(self, timeout: float | None = None) -> bool:
-        return self._ready.wait(timeout)
+        """Wait until loading has ended; ``True`` when the service is ready."""
+        self._settled.wait(timeout)
+        return self.ready
 
     def _load(self) -> None:
+        try:
+            self._load_everything()
+        finally:
+            self._settled.set()
+
+    def _load_everything(self) -> None:
         try:
             set_cpu_threads(self.settings.embedder.cpu_threads or available_cpus())
             workspace = open_workspace(

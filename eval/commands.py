@@ -68,11 +68,15 @@ def _emit(payload: object) -> None:
     sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
 
 
+def _no_progress(done: int, total: int) -> None:
+    del done, total
+
+
 @contextmanager
 def _progress(label: str, quiet: bool) -> Iterator[Callable[[int, int], None]]:
     """A progress callback (done, total), drawn only on an interactive terminal."""
     if quiet or not sys.stderr.isatty():
-        yield lambda done, total: None
+        yield _no_progress
         return
     columns = (
         TextColumn(f"[bold]{label}"),
@@ -307,7 +311,6 @@ def sweep_command(
 ) -> None:
     """Tune RRF k, weights, convex alpha and depth on the train split; report once on test."""
     from engine.searcher import HybridSearcher
-
     from eval.caching import CachingEmbedder
     from eval.datasets import load_dataset, resolve_dataset
     from eval.evaluation import (
@@ -318,7 +321,7 @@ def sweep_command(
     )
     from eval.profiles import save_profile
     from eval.runs import RunParams
-    from eval.sweep import best, first_stage_grid, profile_from, run_sweep
+    from eval.sweep import CANDIDATES, best, first_stage_grid, profile_from, run_sweep
 
     if test_split is not None and test_split == train_split:
         raise _fail("--test-split must differ from --train-split: never tune on test", 2)
@@ -336,7 +339,7 @@ def sweep_command(
         if quick
         else first_stage_grid()
     )
-    depths = (50, 100) if quick else None
+    depths: tuple[int, ...] = (50, 100) if quick else CANDIDATES
     try:
         index = _open(folder, settings, index_dir, as_json)
     except BraidError as exc:
@@ -356,7 +359,7 @@ def sweep_command(
                     cached,
                     train,
                     grid=grid,
-                    **({"candidates": depths} if depths else {}),
+                    candidates=depths,
                     on_point=lambda i, n, _p: update(i, n),
                 )
         finally:
@@ -561,8 +564,8 @@ def perturb_command(
         table.add_column(column, justify="left" if column in ("mode", "edit") else "right")
     for r in rows:
         table.add_row(
-            r["mode"],
-            r["edit"],
+            str(r["mode"]),
+            str(r["edit"]),
             str(r["changed"]),
             _fmt(r["overlap@10"]),
             _fmt(r["rbo"]),
@@ -654,7 +657,7 @@ def compare_command(
     modes = mode or ["hybrid"]
     try:
         with _progress("compare", as_json) as update:
-            document = compare_sides(folder, data, sides, modes, k, on_step=update)
+            document: dict[str, Any] = compare_sides(folder, data, sides, modes, k, on_step=update)
     except BraidError as exc:
         raise _fail(str(exc)) from exc
     if as_json:

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from engine.searcher import HybridSearcher
-
 from eval.anchors import GOALS, anchors_for, headline_anchor
 from eval.datasets import Dataset
 from eval.metrics import METRICS, PRIMARY, PerQuery, per_query, summarize

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config import Settings
+from eval.datasets import corpus_fingerprint, iter_corpus
 from ingestion.pipeline import Progress
 from ingestion.readers import read_beir
 from ingestion.service import Workspace, open_workspace
-
-from eval.datasets import corpus_fingerprint, iter_corpus
 
 CORPUS_KEY = "eval.corpus_sha256"
 MODEL_KEY = "eval.embedding_model"

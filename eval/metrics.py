@@ -41,7 +41,7 @@ def judged_at_k(run: RunScores, qrels: Qrels, k: int = 10) -> dict[str, float]:
 
 def per_query(run: RunScores, qrels: Qrels, metrics: tuple[str, ...] = METRICS) -> PerQuery:
     """Each metric's value for every query of ``qrels``."""
-    from ranx import Qrels as RanxQrels
+    from ranx import Qrels as RanxQrels  # type: ignore[import-untyped]
     from ranx import Run as RanxRun
     from ranx import evaluate
 

@@ -20,9 +20,53 @@ from collections.abc import Callable, Sequence
 PERTURBATIONS: tuple[str, ...] = ("typo", "stopwords", "reorder")
 RBO_P = 0.9
 STOP_WORDS = frozenset(
-    """a an and are as at be been but by can do does for from has have how in into is it its
-    of on or that the their there these this those to was were what when where which while who
-    why will with""".split()
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "been",
+        "but",
+        "by",
+        "can",
+        "do",
+        "does",
+        "for",
+        "from",
+        "has",
+        "have",
+        "how",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "that",
+        "the",
+        "their",
+        "there",
+        "these",
+        "this",
+        "those",
+        "to",
+        "was",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "why",
+        "will",
+        "with",
+    ]
 )
 _WORD = re.compile(r"[A-Za-z]{4,}")
 
@@ -44,11 +88,13 @@ def typo(query: str, seed: int = 0) -> str:
 
 
 def drop_stopwords(query: str, seed: int = 0) -> str:
+    del seed  # deterministic: the same words go every time
     kept = [w for w in query.split() if w.lower().strip(".,;:!?\"'()") not in STOP_WORDS]
     return " ".join(kept) if kept else query
 
 
 def reorder(query: str, seed: int = 0) -> str:
+    del seed  # deterministic rotation
     words = query.split()
     if len(words) < 2:
         return query

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from engine.config import Settings
 from engine.searcher import HybridSearcher
-
 from eval.datasets import Dataset
 from eval.evaluation import ModeResult, evaluate_mode
 from eval.metrics import mean

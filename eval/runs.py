@@ -32,7 +32,6 @@ from typing import Literal, get_args
 
 from engine.models import SearchMode, SearchResponse
 from engine.searcher import FusionMethod, HybridSearcher
-
 from eval.datasets import Dataset
 
 ModeName = Literal["bm25", "dense", "hybrid", "hybrid+rerank", "bm25+rerank"]

@@ -80,7 +80,7 @@ def randomisation_test(
 
 
 def paired_ttest(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy import stats
+    from scipy import stats  # type: ignore[import-untyped]
 
     diff = a - b
     if diff.size < 2 or not np.any(diff):

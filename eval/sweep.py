@@ -23,7 +23,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from engine.searcher import HybridSearcher
-
 from eval.datasets import Dataset
 from eval.metrics import PRIMARY, per_query, summarize
 from eval.runs import RunParams, execute_run
@@ -80,9 +79,7 @@ def first_stage_grid(
     return grid
 
 
-def evaluate_point(
-    searcher: HybridSearcher, train: Dataset, params: RunParams, metric: str = PRIMARY
-) -> SweepPoint:
+def evaluate_point(searcher: HybridSearcher, train: Dataset, params: RunParams) -> SweepPoint:
     run = execute_run(searcher, train, params)
     means = summarize(per_query(run.as_scores(), train.qrels))
     latency = latency_summary(run.timings).get("total", {}).get("p50", 0.0)
@@ -121,7 +118,7 @@ def run_sweep(
     total = len(first) + depth_points
     points: list[SweepPoint] = []
     for params in first:
-        points.append(evaluate_point(searcher, train, params, metric))
+        points.append(evaluate_point(searcher, train, params))
         if on_point is not None:
             on_point(len(points), total, points[-1])
     seen = {(p.params.fusion, p.params.label()) for p in points}
@@ -134,7 +131,7 @@ def run_sweep(
             if (params.fusion, params.label()) in seen:
                 continue
             seen.add((params.fusion, params.label()))
-            points.append(evaluate_point(searcher, train, params, metric))
+            points.append(evaluate_point(searcher, train, params))
             if on_point is not None:
                 on_point(len(points), total, points[-1])
     return points

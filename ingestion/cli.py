@@ -22,7 +22,7 @@ from rich.table import Table
 
 from engine.config import Settings
 from engine.errors import BraidError, IndexLockedError
-from engine.filters import parse_filter
+from engine.filters import FilterExpr, parse_filter
 from engine.locking import DataDirLock, read_owner
 from engine.models import Hit, SearchMode, SearchResponse
 from ingestion import pipeline as pipeline_module
@@ -235,21 +235,47 @@ def search(
     as_json: JsonOption = False,
 ) -> None:
     """Search the index: BM25, dense or hybrid, with filters and reranking."""
-    from engine.factory import build_engine
 
     if mode not in ("hybrid", "dense", "bm25"):
         raise fail("--mode must be hybrid, dense or bm25", 2)
     try:
-        expr = parse_filter(json.loads(filter_json)) if filter_json else None
+        expr_json = json.loads(filter_json) if filter_json else None
+        expr = parse_filter(expr_json)
     except json.JSONDecodeError as exc:
         raise fail(f"--filter is not valid JSON: {exc}", 2) from exc
     except BraidError as exc:
         raise fail(f"--filter: {exc}", 2) from exc
     settings = load_settings(data_dir)
-    # Edge and Tantivy are single-process: hold the data dir while searching it.
+    # Edge and Tantivy are single-process: hold the data dir while searching it, or, when a
+    # server holds it, ask the server.
     lock = DataDirLock(settings.data_dir, role="braid search")
     try:
         lock.acquire()
+    except IndexLockedError as exc:
+        api = (read_owner(settings.data_dir) or {}).get("api_url")
+        if not api:
+            raise fail(str(exc)) from exc
+        result = _search_remote(str(api), query, top_k, mode, expr_json, no_rerank)
+    else:
+        result = _search_local(settings, lock, query, top_k, mode, expr, no_rerank)
+    if as_json:
+        emit_json(result)
+    else:
+        _print_hits(result)
+
+
+def _search_local(
+    settings: Settings,
+    lock: DataDirLock,
+    query: str,
+    top_k: int,
+    mode: str,
+    expr: FilterExpr | None,
+    no_rerank: bool,
+) -> dict[str, Any]:
+    from engine.factory import build_engine
+
+    try:
         engine = build_engine(settings, read_only=True)
     except BraidError as exc:
         lock.release()
@@ -264,34 +290,56 @@ def search(
     finally:
         engine.close()
         lock.release()
-    if as_json:
-        emit_json(response_as_dict(response))
-        return
-    _print_hits(response)
+    return response_as_dict(response)
 
 
-def _print_hits(response: SearchResponse) -> None:
-    table = Table(title=f"{response.mode} search")
+def _search_remote(
+    api: str, query: str, top_k: int, mode: str, expr_json: object, no_rerank: bool
+) -> dict[str, Any]:
+    import httpx
+
+    body = {"query": query, "top_k": top_k, "mode": mode, "filter": expr_json, "explain": True}
+    if no_rerank:
+        body["rerank"] = False
+    headers = {"X-API-Key": key} if (key := os.environ.get("BRAID_API_KEY")) else {}
+    try:
+        response = httpx.post(
+            f"{api.rstrip('/')}/v1/search", json=body, headers=headers, timeout=60
+        )
+    except httpx.HTTPError as exc:
+        raise fail(
+            f"the braid server at {api} holds the data dir but did not answer: {exc}"
+        ) from exc
+    if response.status_code >= 400:
+        raise fail(
+            f"the braid server at {api} answered {response.status_code}: {response.text[:500]}", 2
+        )
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def _print_hits(result: dict[str, Any]) -> None:
+    table = Table(title=f"{result['mode']} search")
     for column in ("#", "doc_id", "score", "bm25", "dense", "rerank", "text"):
         table.add_column(column, overflow="fold" if column == "text" else "ellipsis")
-    for rank, hit in enumerate(response.hits, start=1):
+    for rank, hit in enumerate(result["hits"], start=1):
+        stages = hit.get("stages") or {}
 
-        def stage(name: str, h: Hit = hit) -> str:
-            s = h.stages.get(name)
-            return str(s.rank) if s else "-"
+        def stage(name: str, stages: dict[str, Any] = stages) -> str:
+            return str(stages[name]["rank"]) if name in stages else "-"
 
-        text = hit.chunk.text if hit.chunk else ""
+        text = hit.get("text") or ""
         table.add_row(
             str(rank),
-            hit.doc_id,
-            f"{hit.score:.4f}",
+            hit["doc_id"],
+            f"{hit['score']:.4f}",
             stage("bm25"),
             stage("dense"),
             stage("rerank"),
             text[:120],
         )
     out.print(table)
-    timings = "  ".join(f"{k} {v:.1f} ms" for k, v in response.timings_ms.items())
+    timings = "  ".join(f"{k} {v:.1f} ms" for k, v in result["timings_ms"].items())
     out.print(f"[dim]{timings}[/]")
 
 

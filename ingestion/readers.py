@@ -64,7 +64,8 @@ def read_jsonl_stream(stream: IO[bytes], name: str) -> Iterator[Record]:
     for number, raw in enumerate(stream, start=1):
         origin = f"{name}:{number}"
         try:
-            line = raw.decode("utf-8")
+            # A byte-order mark (Windows tools write one) is not part of the first record.
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError as exc:
             yield InputError(origin, f"not UTF-8 ({exc.reason} at byte {exc.start})")
             continue

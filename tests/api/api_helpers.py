@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from starlette.testclient import TestClient
 
-from engine.config import Settings
+from engine.config import ApiSettings, Settings
 
 TORCH_THREADS = 2
 
@@ -18,7 +18,8 @@ def make_settings(data_dir: Path, **api: Any) -> Settings:
     settings = Settings(data_dir=data_dir)
     return settings.model_copy(
         update={
-            "api": settings.api.model_copy(update=api),
+            # Validated, as the environment would be (keys become SecretStr).
+            "api": ApiSettings.model_validate(settings.api.model_dump() | api),
             "embedder": settings.embedder.model_copy(
                 update={"device": "cpu", "cpu_threads": TORCH_THREADS}
             ),

@@ -26,7 +26,12 @@ def search(client: TestClient, **body: Any) -> Any:
         ("bm25", "planets orbiting other stars", None, ["exoplanet-transit", "saturn-rings"]),
         ("bm25", "light", {"reviewed": True}, ["photosynthesis"]),
         ("bm25", "ranking", {"year": {"$gte": 2022}}, []),
-        ("bm25", "search", {"tags": {"$in": ["vectors", "index"]}}, ["hnsw-index", "inverted-index"]),
+        (
+            "bm25",
+            "search",
+            {"tags": {"$in": ["vectors", "index"]}},
+            ["hnsw-index", "inverted-index"],
+        ),
         ("bm25", "vector search neighbours", {"$not": {"source": "docs"}}, ["hnsw-index"]),
         # Dense returns every document that passes the filter, nearest first.
         ("dense", "sourdough starter yeast", {"source": "kitchen"}, ["sourdough", "espresso"]),
@@ -51,7 +56,12 @@ def search(client: TestClient, **body: Any) -> Any:
         (
             "dense",
             "search",
-            {"$and": [{"tags": {"$in": ["vectors", "index"]}}, {"published": {"$lt": "2021-01-01"}}]},
+            {
+                "$and": [
+                    {"tags": {"$in": ["vectors", "index"]}},
+                    {"published": {"$lt": "2021-01-01"}},
+                ]
+            },
             ["inverted-index", "hnsw-index"],
         ),
     ],
@@ -142,9 +152,24 @@ def test_bm25_mode_has_no_embed_stage(search_client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("body", "status", "code", "path"),
     [
-        ({"query": "x", "filter": {"year": {"$gte": "soon"}}}, 422, "invalid_filter", "$.filter.year.$gte"),
-        ({"query": "x", "filter": {"$or": [{"a": 1}, {"$bogus": 1}]}}, 422, "invalid_filter", "$.filter.$or[1].$bogus"),
-        ({"query": "x", "filter": {"tags": {"$in": []}}}, 422, "invalid_filter", "$.filter.tags.$in"),
+        (
+            {"query": "x", "filter": {"year": {"$gte": "soon"}}},
+            422,
+            "invalid_filter",
+            "$.filter.year.$gte",
+        ),
+        (
+            {"query": "x", "filter": {"$or": [{"a": 1}, {"$bogus": 1}]}},
+            422,
+            "invalid_filter",
+            "$.filter.$or[1].$bogus",
+        ),
+        (
+            {"query": "x", "filter": {"tags": {"$in": []}}},
+            422,
+            "invalid_filter",
+            "$.filter.tags.$in",
+        ),
         ({"query": "x", "top_k": 101}, 422, "limit_exceeded", "$.top_k"),
         ({"query": "x", "top_k": 0}, 422, "validation_error", "$.top_k"),
         ({"query": "x", "candidates": 1001}, 422, "limit_exceeded", "$.candidates"),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from engine.models import Chunk
 
 # Filter -> the sample documents it keeps (checked by hand against tests/data/sample.jsonl).
 FILTER_CASES: list[tuple[dict[str, Any], set[str] | None]] = [
@@ -34,3 +37,29 @@ FILTER_CASES: list[tuple[dict[str, Any], set[str] | None]] = [
     ({"source": "nowhere"}, set()),
     ({"missing_field": {"$ne": "x"}}, None),  # None: every document
 ]
+
+# A chunk with every field set and every metadata type, including values that JSON or a
+# backend could quietly change (a float equal to an int, -7, False, an empty list and string).
+ODD_CHUNK = Chunk(
+    doc_id="odd",
+    chunk_index=3,
+    text="text with ünïcode and\nnewlines",
+    title="",
+    metadata={
+        "f": 2.0,
+        "g": 2.5,
+        "i": -7,
+        "b": False,
+        "l": [],
+        "s": "",
+        "d": "2020-01-01T00:00:00Z",
+    },
+    content_hash="sha256:abc",
+    start=10,
+    end=42,
+)
+
+
+def typed(metadata: Mapping[str, object]) -> dict[str, tuple[str, object]]:
+    """Metadata with each value's type, so that 2 and 2.0 (or 0 and False) differ."""
+    return {key: (type(value).__name__, value) for key, value in metadata.items()}

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from qdrant_client import QdrantClient
-from sample_cases import FILTER_CASES
+from sample_cases import FILTER_CASES, ODD_CHUNK, typed
 
 from engine.dense.edge import QdrantEdgeDenseStore
 from engine.dense.qdrant import QdrantDenseStore
@@ -195,18 +195,10 @@ class TestDenseStoreContract:
         unknown = ["00000000-0000-0000-0000-000000000000", "not-even-a-uuid"]
         fetched = loaded.fetch([c.point_id for c in sample_chunks] + unknown)
         assert fetched == {c.point_id: c for c in sample_chunks}
-        odd = Chunk(
-            "odd",
-            3,
-            "text with ünïcode and\nnewlines",
-            "",
-            {"f": 2.5, "i": -7, "b": False, "l": [], "s": ""},
-            "sha256:abc",
-            10,
-            42,
-        )
+        odd = ODD_CHUNK
         loaded.upsert([odd], np.eye(1, loaded.model.dim, dtype=np.float32))
         assert loaded.fetch([odd.point_id]) == {odd.point_id: odd}
+        assert typed(loaded.fetch([odd.point_id])[odd.point_id].metadata) == typed(odd.metadata)
         assert loaded.fetch([]) == {}
 
     @pytest.mark.parametrize(("raw", "expected"), FILTER_CASES)

@@ -127,9 +127,7 @@ def _direct(
 
 
 @pytest.mark.parametrize("query", QUERIES)
-def test_single_modes_return_the_retriever_unchanged(
-    searcher: HybridSearcher, query: str
-) -> None:
+def test_single_modes_return_the_retriever_unchanged(searcher: HybridSearcher, query: str) -> None:
     bm25, dense = _direct(searcher, query, 100)
     for mode, expected in (("bm25", bm25), ("dense", dense)):
         hits = searcher.search(query, top_k=5, mode=mode).hits
@@ -199,7 +197,10 @@ def test_zero_weight_leaves_the_other_retriever_in_charge(searcher: HybridSearch
     [
         ({"source": "science"}, SCIENCE),
         ({"source": "kitchen"}, KITCHEN),
-        ({"year": {"$lt": 2019}, "reviewed": True}, {"inverted-index", "saturn-rings", "photosynthesis"}),
+        (
+            {"year": {"$lt": 2019}, "reviewed": True},
+            {"inverted-index", "saturn-rings", "photosynthesis"},
+        ),
     ],
 )
 def test_filters_apply_in_every_mode(
@@ -250,10 +251,14 @@ def test_top_k_and_candidates(searcher: HybridSearcher) -> None:
     # candidates below top_k are raised to top_k, so top_k is still filled.
     hits = searcher.search("ranking documents", top_k=4, mode="dense", candidates=1).hits
     assert len(hits) == 4
-    # Each retriever returns `candidates` hits: fusing two lists of 2 gives at most 4.
-    fused = searcher.search("planets around other stars", top_k=1, candidates=2)
-    assert len(fused.hits) == 1
-    assert set(fused.hits[0].stages) >= {"bm25", "dense", "rrf"}
+    # Each retriever contributes its best `candidates` hits only. By default hnsw-index
+    # reaches the fused top 3 of this query with dense rank 4; with 3 candidates it cannot.
+    query = "a hot drink"
+    wide = searcher.search(query, top_k=3).hits
+    assert max(s.rank for h in wide for s in h.stages.values()) > 3
+    narrow = searcher.search(query, top_k=3, candidates=3).hits
+    assert len(narrow) == 3
+    assert all(h.stages[r].rank <= 3 for h in narrow for r in ("bm25", "dense") if r in h.stages)
 
 
 @pytest.mark.parametrize(
@@ -331,7 +336,8 @@ def test_rerank_follows_the_cross_encoder(
     assert [h.point_id for h in tail] == [h.point_id for h in fused[depth:]]
     assert [h.score for h in tail] == [h.score for h in fused[depth:]]
     assert all("rerank" not in h.stages for h in tail)
-    assert [h.point_id for h in head] != [h.point_id for h in fused[:depth]] or len(set(own.values())) == 1
+    # Guard: the random head does reorder the fused head, so the test tells the two apart.
+    assert [h.point_id for h in head] != [h.point_id for h in fused[:depth]]
 
 
 def test_rerank_depth_beyond_top_k_reranks_more_candidates(

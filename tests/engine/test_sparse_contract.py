@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sample_cases import FILTER_CASES
+from sample_cases import FILTER_CASES, ODD_CHUNK, typed
 
 from engine.errors import IndexLockedError
 from engine.filters import parse_filter
@@ -154,19 +154,11 @@ class TestSparseStoreContract:
         unknown = ["00000000-0000-0000-0000-000000000000", "not-even-a-uuid"]
         fetched = loaded.fetch([c.point_id for c in sample_chunks] + unknown)
         assert fetched == {c.point_id: c for c in sample_chunks}
-        odd = Chunk(
-            "odd",
-            3,
-            "text with ünïcode and\nnewlines",
-            "",
-            {"f": 2.5, "i": -7, "b": False, "l": [], "s": "", "d": "2020-01-01T00:00:00Z"},
-            "sha256:abc",
-            10,
-            42,
-        )
+        odd = ODD_CHUNK
         loaded.upsert([odd])
         loaded.commit()
         assert loaded.fetch([odd.point_id]) == {odd.point_id: odd}
+        assert typed(loaded.fetch([odd.point_id])[odd.point_id].metadata) == typed(odd.metadata)
         assert loaded.fetch([]) == {}
 
     @pytest.mark.parametrize(("raw", "expected"), FILTER_CASES)
