@@ -28,7 +28,8 @@ def register(app: typer.Typer) -> None:
 
 def serve(
     host: Annotated[
-        str | None, typer.Option(help="address to listen on (default 127.0.0.1, env BRAID_API__HOST)")
+        str | None,
+        typer.Option(help="address to listen on (default 127.0.0.1, env BRAID_API__HOST)"),
     ] = None,
     port: Annotated[
         int | None,
@@ -44,7 +45,9 @@ def serve(
     ] = 1,
     data_dir: Annotated[
         Path | None,
-        typer.Option("--data-dir", help="data directory (default ./braid-data, env BRAID_DATA_DIR)"),
+        typer.Option(
+            "--data-dir", help="data directory (default ./braid-data, env BRAID_DATA_DIR)"
+        ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:

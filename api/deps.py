@@ -12,6 +12,10 @@ from typing import Annotated, Literal
 from fastapi import Depends, Request
 from pydantic import SecretStr
 
+from api.errors import Forbidden, InvalidInput, LimitExceeded, NotReady, Unauthorized
+from api.metrics import Metrics
+from api.runtime import Runtime
+from api.schemas import DocumentsIn, EmbedRequest, FilterJson, SearchRequest
 from engine.config import Settings
 from engine.errors import BraidError, InvalidFilterError
 from engine.factory import Engine
@@ -21,11 +25,6 @@ from ingestion.documents import InputError, SourceDocument
 from ingestion.ledger import Ledger
 from ingestion.readers import record_to_document
 from ingestion.worker import IngestWorker, JobQueue
-
-from api.errors import Forbidden, InvalidInput, LimitExceeded, NotReady, Unauthorized
-from api.metrics import Metrics
-from api.runtime import Runtime
-from api.schemas import DocumentsIn, EmbedRequest, FilterJson, SearchRequest
 
 Scope = Literal["read", "write"]
 

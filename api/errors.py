@@ -112,7 +112,9 @@ class ErrorItem(BaseModel):
 
 
 class ErrorDetail(BaseModel):
-    code: str = Field(description="stable, machine-readable error code", examples=["invalid_filter"])
+    code: str = Field(
+        description="stable, machine-readable error code", examples=["invalid_filter"]
+    )
     message: str = Field(description="what is wrong, for people")
     path: str | None = Field(
         default=None,
@@ -251,7 +253,8 @@ async def _handle_http(request: Request, exc: Exception) -> JSONResponse:
         return error_response(500, "internal_error", "internal error", request=request)
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
     message = str(exc.detail) if exc.detail else code.replace("_", " ")
-    return error_response(exc.status_code, code, message, headers=exc.headers, request=request)
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, code, message, headers=headers, request=request)
 
 
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -21,14 +21,13 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from engine.config import Settings
-
 from api.deps import KeyRing
 from api.errors import install_error_handlers
 from api.metrics import MetricsMiddleware
 from api.middleware import BodySizeLimit
 from api.routes import documents, embed, jobs, search, service
 from api.runtime import Runtime
+from engine.config import Settings
 
 STATIC_DIR = Path(__file__).parent / "static"
 _log = logging.getLogger("braid.api")
@@ -55,9 +54,7 @@ def _version() -> str:
         return "0.0.0"
 
 
-def create_app(
-    settings: Settings, *, micro_batch: bool = True, preflight: bool = True
-) -> FastAPI:
+def create_app(settings: Settings, *, micro_batch: bool = True, preflight: bool = True) -> FastAPI:
     """Build the app; the stores are opened by its lifespan, not here.
 
     Args:
@@ -68,7 +65,7 @@ def create_app(
     runtime = Runtime(settings, micro_batch=micro_batch)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if preflight:
             await run_in_threadpool(runtime.preflight)
         runtime.start_loading()
@@ -104,8 +101,14 @@ def create_app(
             max_age=600,
         )
     app.openapi = _openapi_with_limits(app, settings)  # type: ignore[method-assign]
-    if not app.state.keyring.configured and settings.api.host not in ("127.0.0.1", "localhost", "::1"):
-        _log.warning("no API keys configured and listening on %s: anyone may write", settings.api.host)
+    if not app.state.keyring.configured and settings.api.host not in (
+        "127.0.0.1",
+        "localhost",
+        "::1",
+    ):
+        _log.warning(
+            "no API keys configured and listening on %s: anyone may write", settings.api.host
+        )
     return app
 
 

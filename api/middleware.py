@@ -56,9 +56,7 @@ class BodySizeLimit:
 
     async def _reject(self, send: Send) -> None:
         body = json.dumps(
-            error_payload(
-                "payload_too_large", f"request body larger than {self.max_bytes} bytes"
-            )
+            error_payload("payload_too_large", f"request body larger than {self.max_bytes} bytes")
         ).encode()
         headers = [
             (b"content-type", b"application/json"),

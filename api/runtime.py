@@ -14,6 +14,8 @@ import os
 import threading
 from typing import Literal
 
+from api.batching import QueryBatchingEmbedder
+from api.metrics import Metrics
 from engine.config import Settings
 from engine.devices import set_cpu_threads
 from engine.errors import BraidError
@@ -23,9 +25,6 @@ from engine.searcher import HybridSearcher
 from ingestion.ledger import Ledger
 from ingestion.service import Workspace, open_workspace
 from ingestion.worker import JOBS_FILE, IngestWorker, Job, JobQueue
-
-from api.batching import QueryBatchingEmbedder
-from api.metrics import Metrics
 
 SERVER_ROLE = "braid serve"
 Status = Literal["loading", "ready", "stopping", "stopped", "failed"]
@@ -139,7 +138,9 @@ class Runtime:
             engine.embedder, on_batch=self.metrics.query_batch.observe
         )
         base = engine.searcher
-        return HybridSearcher(self._batcher, engine.dense, engine.sparse, base.reranker, base.defaults)
+        return HybridSearcher(
+            self._batcher, engine.dense, engine.sparse, base.reranker, base.defaults
+        )
 
     @staticmethod
     def _warm(searcher: HybridSearcher) -> None:
@@ -153,6 +154,8 @@ class Runtime:
 
     def close(self) -> None:
         """Stop the worker (a running upsert is queued again), close the stores, unlock."""
+        if self.status == "stopped":
+            return
         if self.status in ("loading", "ready"):
             self.status = "stopping"
         self.metrics.ready.set(0)
@@ -161,9 +164,9 @@ class Runtime:
             self._loader.join()
         if self.worker is not None:
             self.worker.stop()
-        if self.searcher is not None and self.workspace is not None:
-            if self.searcher is not self.workspace.engine.searcher:
-                self.searcher.close()
+        # A searcher of our own (over the micro-batcher) has its own thread pool to close.
+        if self.searcher is not None and self._batcher is not None:
+            self.searcher.close()
         if self._batcher is not None:
             self._batcher.close()
         if self.workspace is not None:

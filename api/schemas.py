@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
 
 from engine.models import Hit, ModelInfo, SearchResponse
 from engine.searcher import MAX_CANDIDATES, MAX_TOP_K
@@ -18,8 +27,10 @@ from ingestion.ledger import LedgerEntry
 from ingestion.worker import Job, WorkerStatus
 
 FilterJson = dict[str, JsonValue]
+# What a metadata value can be (engine.metadata.validate_metadata).
+MetadataOut = dict[str, StrictBool | StrictInt | StrictFloat | StrictStr | list[StrictStr]]
 _FILTER_DOC = (
-    "Metadata filter (the engine's filter language): `{\"source\": \"docs\"}`, "
+    'Metadata filter (the engine\'s filter language): `{"source": "docs"}`, '
     '`{"year": {"$gte": 2019, "$lt": 2024}}`, `{"tags": {"$in": ["a", "b"]}}`, combined with '
     "`$and`, `$or`, `$not`; at most 8 levels deep and 256 conditions. Errors answer 422 with "
     "the JSON path of the offending part."
@@ -119,7 +130,7 @@ class HitOut(BaseModel):
     text: str | None = Field(default=None, description="absent when include_text is false")
     start: int | None = Field(default=None, description="character offset in the document")
     end: int | None = None
-    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    metadata: MetadataOut = Field(default_factory=dict)
     stages: dict[str, StageOut] | None = Field(
         default=None,
         description="with explain: rank and score per stage ('bm25', 'dense', 'rrf' or "
@@ -298,12 +309,16 @@ class DocumentOut(BaseModel):
     embedding_model_version: str
     updated_at: str
     title: str | None = None
-    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    metadata: MetadataOut = Field(default_factory=dict)
     chunks: list[ChunkOut]
 
     @classmethod
     def from_parts(
-        cls, entry: LedgerEntry, chunks: list[ChunkOut], title: str | None, metadata: dict[str, JsonValue]
+        cls,
+        entry: LedgerEntry,
+        chunks: list[ChunkOut],
+        title: str | None,
+        metadata: MetadataOut,
     ) -> DocumentOut:
         return cls(
             doc_id=entry.doc_id,

@@ -91,9 +91,10 @@ def read_beir(folder: Path) -> Iterator[Record]:
 
 def html_to_text(html: str) -> tuple[str, str]:
     """Visible text and ``<title>`` of an HTML page (scripts and styles dropped)."""
-    from selectolax.parser import HTMLParser  # type: ignore[attr-defined]
+    # The Lexbor backend: selectolax 1.0 made the old Modest one (selectolax.parser) raise.
+    from selectolax.lexbor import LexborHTMLParser
 
-    tree = HTMLParser(html)
+    tree = LexborHTMLParser(html)
     title_node = tree.css_first("title")
     title = title_node.text(strip=True) if title_node else ""
     for node in tree.css("script, style, noscript, template, head"):

@@ -223,7 +223,7 @@ class JobQueue:
 
     def counts(self) -> dict[str, int]:
         """Jobs per state (every state present, zero when none)."""
-        found = dict.fromkeys(JOB_STATES, 0)
+        found: dict[str, int] = dict.fromkeys(JOB_STATES, 0)
         for state, count in self._conn().execute("SELECT state, COUNT(*) FROM jobs GROUP BY 1"):
             found[str(state)] = int(count)
         return found

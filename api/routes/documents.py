@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import JsonValue
-
-from engine.errors import DocumentNotFoundError
-from engine.models import point_id_for
-from ingestion.worker import Job
 
 from api.deps import (
     READ,
@@ -25,7 +20,10 @@ from api.deps import (
     request_filter,
 )
 from api.errors import InvalidInput, error_responses
-from api.schemas import ChunkOut, DeleteByFilterIn, DocumentOut, JobAccepted, JobOut
+from api.schemas import ChunkOut, DeleteByFilterIn, DocumentOut, JobAccepted, JobOut, MetadataOut
+from engine.errors import DocumentNotFoundError
+from engine.models import point_id_for
+from ingestion.worker import Job
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 
@@ -37,6 +35,13 @@ TimeoutParam = Annotated[
     float, Query(gt=0, le=300, description="longest wait, in seconds, with wait=true")
 ]
 _POLL_S = 0.02
+
+
+def job_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    finished: dict[int | str, dict[str, Any]] = {
+        200: {"model": JobAccepted, "description": "Finished (wait=true)"}
+    }
+    return finished | error_responses(*statuses)
 
 
 async def accepted(
@@ -59,8 +64,7 @@ async def accepted(
     response_model=JobAccepted,
     status_code=202,
     dependencies=[WRITE],
-    responses={200: {"model": JobAccepted, "description": "finished (wait=true)"}}
-    | error_responses(400, 401, 403, 413, 422, 503),
+    responses=job_responses(400, 401, 403, 413, 422, 503),
     summary="Add or replace documents",
 )
 async def upsert_documents(
@@ -88,8 +92,7 @@ async def upsert_documents(
     response_model=JobAccepted,
     status_code=202,
     dependencies=[WRITE],
-    responses={200: {"model": JobAccepted, "description": "finished (wait=true)"}}
-    | error_responses(400, 401, 403, 413, 422, 503),
+    responses=job_responses(400, 401, 403, 413, 422, 503),
     summary="Delete documents matching a filter",
 )
 async def delete_by_filter(
@@ -114,8 +117,7 @@ async def delete_by_filter(
     response_model=JobAccepted,
     status_code=202,
     dependencies=[WRITE],
-    responses={200: {"model": JobAccepted, "description": "finished (wait=true)"}}
-    | error_responses(401, 403, 422, 503),
+    responses=job_responses(401, 403, 422, 503),
     summary="Delete a document",
 )
 async def delete_document(
@@ -152,7 +154,7 @@ def get_document(doc_id: str, ledger: LedgerDep, engine: EngineDep) -> DocumentO
     sparse = engine.sparse.fetch(point_ids)
     chunks: list[ChunkOut] = []
     title: str | None = None
-    metadata: dict[str, JsonValue] = {}
+    metadata: MetadataOut = {}
     for index, pid in enumerate(point_ids):
         chunk = dense.get(pid) or sparse.get(pid)
         if chunk is not None and title is None:

@@ -28,9 +28,7 @@ def healthz() -> HealthOut:
     return HealthOut()
 
 
-@router.get(
-    "/readyz", response_model=ReadyOut, responses=error_responses(503), summary="Readiness"
-)
+@router.get("/readyz", response_model=ReadyOut, responses=error_responses(503), summary="Readiness")
 def readyz(runtime: RuntimeDep) -> ReadyOut:
     """200 once the models are loaded and warm, the stores open and the worker running;
     503 (`not_ready`, with Retry-After) before that, while stopping, or after a failed start."""

@@ -129,7 +129,7 @@ class QdrantEdgeDenseStore:
         point_ids = stored_point_ids(point_ids)
         if not point_ids:
             return {}
-        records = self._shard.retrieve(point_ids, with_payload=True, with_vector=False)
+        records = self._shard.retrieve(list(point_ids), with_payload=True, with_vector=False)
         return {str(r.id): chunk_from_payload(r.payload or {}) for r in records}
 
     def doc_ids(self, filter: FilterExpr | None = None) -> set[str]:

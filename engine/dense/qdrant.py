@@ -134,7 +134,7 @@ class QdrantDenseStore:
         point_ids = stored_point_ids(point_ids)
         if not point_ids:
             return {}
-        records = self._client.retrieve(self._collection, ids=point_ids, with_payload=True)
+        records = self._client.retrieve(self._collection, ids=list(point_ids), with_payload=True)
         return {str(r.id): chunk_from_payload(r.payload or {}) for r in records}
 
     def doc_ids(self, filter: FilterExpr | None = None) -> set[str]:

@@ -35,7 +35,9 @@ def braid_command() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, Path, subprocess.Popen[bytes]]]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[httpx.Client, Path, subprocess.Popen[bytes]]]:
     data_dir = tmp_path_factory.mktemp("server")
     port = free_port()
     env = {
@@ -69,7 +71,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Cli
         log.close()
 
 
-def test_owner_note_names_the_server(server: tuple[httpx.Client, Path, subprocess.Popen[bytes]]) -> None:
+def test_owner_note_names_the_server(
+    server: tuple[httpx.Client, Path, subprocess.Popen[bytes]],
+) -> None:
     client, data_dir, process = server
     owner = json.loads((data_dir / "braid.owner.json").read_text())
     assert owner["role"] == "braid serve"
@@ -88,7 +92,12 @@ def test_flow_over_http(
     for mode in ("bm25", "dense", "hybrid"):
         found = client.post(
             "/v1/search",
-            json={"query": "sourdough starter yeast", "mode": mode, "filter": {"source": "kitchen"}, "top_k": 1},
+            json={
+                "query": "sourdough starter yeast",
+                "mode": mode,
+                "filter": {"source": "kitchen"},
+                "top_k": 1,
+            },
         )
         assert hit_ids(found) == ["sourdough"]
     deleted = client.delete("/v1/documents/sourdough?wait=true", headers=AUTH)

@@ -224,6 +224,28 @@ class TestSparseStoreContract:
             h.point_id for h in before if h.point_id != sample_chunks[0].point_id
         ]
 
+    def test_optimize_drops_deleted_chunks_from_bm25_statistics(
+        self, loaded: SparseStore, tmp_path: Path, sample_chunks: list[Chunk]
+    ) -> None:
+        query = "ranking documents by term frequency"
+        loaded.delete_docs(["bm25-intro", "rrf-fusion"])
+        loaded.commit()
+        fresh = TantivySparseStore(tmp_path / "fresh")
+        try:
+            fresh.upsert([c for c in sample_chunks if c.doc_id not in {"bm25-intro", "rrf-fusion"}])
+            fresh.commit()
+            expected = fresh.search(query, 12)
+            # Before: deleted chunks still count in N and document frequencies.
+            assert [h.score for h in loaded.search(query, 12)] != pytest.approx(
+                [h.score for h in expected]
+            )
+            loaded.optimize()
+            got = loaded.search(query, 12)
+            assert [h.point_id for h in got] == [h.point_id for h in expected]
+            assert [h.score for h in got] == pytest.approx([h.score for h in expected])
+        finally:
+            fresh.close()
+
 
 class TestTantivyWriterLock:
     def test_second_writer_is_refused(self, tmp_path: Path) -> None:

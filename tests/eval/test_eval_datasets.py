@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from eval_tiny import TRAIN, write_beir
 from ranx import Run as RanxRun
 
 from engine.models import Chunk, Hit, SearchResponse
 from eval.datasets import DatasetError, load_dataset, resolve_dataset, splits
 from eval.runs import Run, aggregate_by_document, read_trec, write_trec
-
-from .conftest import TRAIN, write_beir
 
 
 def test_beir_layout(tmp_path: Path) -> None:

@@ -1,0 +1,300 @@
+"""The ingestion pipeline on real stores: idempotency, updates, duplicates, deletes, compaction,
+recovery. Every workspace comes from ``open_workspace`` (MiniLM, Qdrant Edge, Tantivy, ledger).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from ingest_helpers import (
+    SAMPLE_PATH,
+    SCIFACT_DIR,
+    SMALL_CHUNKS,
+    WorkspaceOpener,
+    assert_stores_agree,
+    sample_rows,
+    write_jsonl,
+)
+
+from engine.filters import parse_filter
+from engine.locking import DataDirLock
+from engine.models import point_id_for
+from engine.sparse.tantivy_store import TantivySparseStore
+from ingestion.documents import SourceDocument
+from ingestion.readers import read_jsonl
+
+SAMPLE_IDS = [str(row["id"]) for row in sample_rows()]
+GLACIER_TEXT = (
+    "Glaciers form where snow accumulates faster than it melts, year after year. "
+    "The weight of the snow compresses the lower layers into dense glacial ice. "
+    "Under its own weight the ice begins to flow downhill like a very slow river. "
+    "Moving glaciers carve valleys, carry boulders far from their origin and leave moraines. "
+    "When a glacier retreats it exposes polished bedrock scratched by stones in the ice. "
+    "Meltwater from glaciers feeds rivers that millions of people rely on in summer."
+)
+ZEPPELIN_TEXT = "A marmalade zeppelin drifts over the harbour."
+
+
+def test_sample_ingest_counts_agree_and_rerun_does_no_work(
+    open_ws: WorkspaceOpener, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    ws = open_ws(data)
+    report = ws.pipeline.run(read_jsonl(SAMPLE_PATH))
+    assert report.errors == []
+    assert (report.documents, report.chunks, report.skipped_unchanged, report.deleted) == (
+        12,
+        12,
+        0,
+        0,
+    )
+    counts = assert_stores_agree(ws.ledger, ws.engine.dense, ws.engine.sparse)
+    assert counts == dict.fromkeys(SAMPLE_IDS, 1)  # every sample document fits one chunk
+    assert ws.ledger.totals() == {"documents": 12, "chunks": 12, "pending_documents": 0}
+    model = ws.engine.embedder.info
+    assert ws.ledger.models() == [(model.model_id, model.version, 12)]
+    before = ws.ledger.lookup(SAMPLE_IDS)
+
+    again = ws.pipeline.run(read_jsonl(SAMPLE_PATH))
+    assert (again.documents, again.chunks, again.skipped_unchanged, again.deleted) == (0, 0, 12, 0)
+    assert ws.ledger.lookup(SAMPLE_IDS) == before  # not even a timestamp was rewritten
+
+    # A new process on the same data dir sees the same state and skips everything too.
+    open_ws.close(ws)
+    ws = open_ws(data)
+    third = ws.pipeline.run(read_jsonl(SAMPLE_PATH))
+    assert (third.documents, third.chunks, third.skipped_unchanged) == (0, 0, 12)
+    assert assert_stores_agree(ws.ledger, ws.engine.dense, ws.engine.sparse) == counts
+
+
+def test_changed_document_replaces_its_old_chunks_everywhere(
+    open_ws: WorkspaceOpener, tmp_path: Path
+) -> None:
+    rows = [*sample_rows(), {"id": "glaciers", "title": "Glaciers", "text": GLACIER_TEXT}]
+    ws = open_ws(tmp_path / "data", policy=SMALL_CHUNKS)
+    first = ws.pipeline.run(read_jsonl(write_jsonl(tmp_path / "v1.jsonl", rows)))
+    assert first.errors == []
+    old_count = ws.ledger.lookup(["glaciers"])["glaciers"].chunk_count
+    assert old_count >= 3
+    old_points = [point_id_for("glaciers", i) for i in range(old_count)]
+    assert len(ws.engine.dense.fetch(old_points)) == old_count
+
+    # The glacier document shrinks to one chunk; espresso only changes a metadata value.
+    rows[-1] = {"id": "glaciers", "title": "Airships", "text": ZEPPELIN_TEXT}
+    espresso = next(r for r in rows if r["id"] == "espresso")
+    espresso["year"] = 2031
+    second = ws.pipeline.run(read_jsonl(write_jsonl(tmp_path / "v2.jsonl", rows)))
+    assert second.errors == []
+    assert (second.documents, second.chunks, second.skipped_unchanged, second.deleted) == (
+        2,
+        2,
+        12,
+        2,
+    )
+    counts = assert_stores_agree(ws.ledger, ws.engine.dense, ws.engine.sparse)
+    assert counts["glaciers"] == 1
+
+    dense, sparse = ws.engine.dense, ws.engine.sparse
+    assert set(dense.fetch(old_points)) == {old_points[0]}
+    assert set(sparse.fetch(old_points)) == {old_points[0]}
+    for store in (dense, sparse):
+        new_chunk = store.fetch([old_points[0]])[old_points[0]]
+        assert (new_chunk.text, new_chunk.title) == (ZEPPELIN_TEXT, "Airships")
+    # The old text is gone from BM25, the new one is found by both retrievers.
+    assert not any(p.point_id in old_points for p in sparse.search("glacier moraines", 100))
+    assert sparse.search("zeppelin", 5)[0].point_id == old_points[0]
+    vector = ws.engine.embedder.encode_queries(["an airship floating above the port"])[0]
+    assert dense.search(vector, 1)[0].point_id == old_points[0]
+    response = ws.engine.searcher.search("marmalade zeppelin", top_k=3, rerank=False)
+    assert response.hits[0].doc_id == "glaciers"
+    # The metadata change reached both stores' filters.
+    year_2031 = parse_filter({"year": 2031})
+    assert dense.doc_ids(year_2031) == sparse.doc_ids(year_2031) == {"espresso"}
+
+
+def test_duplicate_ids_are_reported_and_the_run_goes_on(
+    open_ws: WorkspaceOpener, tmp_path: Path
+) -> None:
+    path = write_jsonl(
+        tmp_path / "dups.jsonl",
+        [
+            {"id": "a", "text": "The first copy of a, about volcanoes."},
+            {"id": "b", "text": "Document b, about rivers."},
+            {"id": "a", "text": "A second copy of a, about deserts."},
+            {"id": "c", "text": "Document c, about forests."},
+        ],
+    )
+    ws = open_ws(tmp_path / "data")
+    report = ws.pipeline.run(read_jsonl(path))
+    assert report.errors == [f"{path}:3: duplicate id 'a' (first at {path}:1)"]
+    assert not report.stopped_early
+    assert (report.documents, report.chunks) == (3, 3)
+    assert assert_stores_agree(ws.ledger, ws.engine.dense, ws.engine.sparse) == {
+        "a": 1,
+        "b": 1,
+        "c": 1,
+    }
+    [chunk] = ws.engine.sparse.fetch([point_id_for("a", 0)]).values()
+    assert "volcanoes" in chunk.text  # the first occurrence wins
+
+
+def test_strict_stops_at_the_first_bad_record(open_ws: WorkspaceOpener, tmp_path: Path) -> None:
+    path = tmp_path / "strict.jsonl"
+    lines = [
+        json.dumps({"id": "a", "text": "Document a, about volcanoes."}),
+        json.dumps({"id": "b", "text": "Document b, about rivers."}),
+        json.dumps({"id": "a", "text": "A duplicate of a."}),
+        "{not json",
+        json.dumps({"id": "c", "text": "Document c, never reached."}),
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ws = open_ws(tmp_path / "data")
+    report = ws.pipeline.run(read_jsonl(path), strict=True)
+    assert report.errors == [f"{path}:3: duplicate id 'a' (first at {path}:1)"]
+    assert report.stopped_early
+    # What came before the bad record is whole; nothing after it was read.
+    assert assert_stores_agree(ws.ledger, ws.engine.dense, ws.engine.sparse) == {"a": 1, "b": 1}
+
+    lenient = ws.pipeline.run(read_jsonl(path))
+    assert lenient.errors == [
+        f"{path}:3: duplicate id 'a' (first at {path}:1)",
+        f"{path}:4: malformed JSON: Expecting property name enclosed in double quotes (column 2)",
+    ]
+    assert (lenient.documents, lenient.skipped_unchanged) == (1, 2)
+    assert set(ws.ledger.doc_ids("indexed")) == {"a", "b", "c"}
+
+
+def test_delete_by_id_and_by_filter_removes_from_both_stores_and_ledger(
+    open_ws: WorkspaceOpener, tmp_path: Path
+) -> None:
+    ws = open_ws(tmp_path / "data")
+    ws.pipeline.run(read_jsonl(SAMPLE_PATH))
+    pipeline, dense, sparse = ws.pipeline, ws.engine.dense, ws.engine.sparse
+
+    assert pipeline.delete(["sourdough", "no-such-doc"]) == ["sourdough"]
+    assert "sourdough" not in dense.doc_ids() | sparse.doc_ids() | set(ws.ledger.doc_ids())
+    assert dense.fetch([point_id_for("sourdough", 0)]) == {}
+    assert sparse.search("sourdough starter", 10) == []
+
+    # sample.jsonl: espresso is the last kitchen document; 2016-2018 are photosynthesis,
+    # saturn-rings and inverted-index.
+    assert pipeline.delete_by_filter(parse_filter({"source": "kitchen"})) == ["espresso"]
+    assert pipeline.delete_by_filter(parse_filter({"year": {"$lt": 2019}})) == [
+        "inverted-index",
+        "photosynthesis",
+        "saturn-rings",
+    ]
+    assert pipeline.delete_by_filter(parse_filter({"source": "kitchen"})) == []
+    remaining = set(SAMPLE_IDS) - {
+        "sourdough",
+        "espresso",
+        "inverted-index",
+        "photosynthesis",
+        "saturn-rings",
+    }
+    counts = assert_stores_agree(ws.ledger, dense, sparse)
+    assert set(counts) == remaining
+    assert ws.ledger.totals()["documents"] == 7
+    # A deleted document comes back on the next run; the others are unchanged.
+    report = pipeline.run(read_jsonl(SAMPLE_PATH))
+    assert (report.documents, report.skipped_unchanged) == (5, 7)
+
+
+def _scifact_queries(limit: int) -> list[str]:
+    with (SCIFACT_DIR / "queries.jsonl").open(encoding="utf-8") as handle:
+        return [json.loads(line)["text"] for _, line in zip(range(limit), handle, strict=False)]
+
+
+def test_bm25_after_deleting_half_and_compacting_equals_a_fresh_index(
+    open_ws: WorkspaceOpener, tmp_path: Path, scifact_docs: list[SourceDocument]
+) -> None:
+    # 80 real abstracts, cut short to keep embedding cheap.
+    docs = [dataclasses.replace(d, text=d.text[:400]) for d in scifact_docs[:80]]
+    ws = open_ws(tmp_path / "data")
+    assert ws.pipeline.run(docs).errors == []
+    deleted, kept = docs[::2], docs[1::2]
+    assert ws.pipeline.delete([d.doc_id for d in deleted]) == sorted(d.doc_id for d in deleted)
+
+    fresh = TantivySparseStore(tmp_path / "fresh")
+    fresh.upsert([c for d in kept for c in ws.pipeline.chunker.chunk(d)])
+    fresh.commit()
+    queries = _scifact_queries(12) + [d.title for d in kept[:6]] + ["cells", "protein levels"]
+    sparse = ws.engine.sparse
+
+    def results(store: TantivySparseStore) -> list[list[tuple[str, float]]]:
+        return [[(p.point_id, p.score) for p in store.search(q, 1000)] for q in queries]
+
+    assert isinstance(sparse, TantivySparseStore)
+    expected = results(fresh)
+    assert sum(len(r) for r in expected) > 100
+    # Before compaction the deleted chunks still weigh in BM25 statistics, so scores differ
+    # (the threshold is far above 40 deleted chunks, so the automatic path does nothing).
+    assert ws.pipeline.maybe_compact() is False
+    stale_scores = [dict(r) for r in results(sparse)]
+    drift = [
+        abs(stale_scores[q][point] - score) / score
+        for q, want in enumerate(expected)
+        for point, score in want
+    ]
+    assert max(drift) > 1e-3
+
+    assert ws.pipeline.maybe_compact(force=True) is True
+    compacted = results(sparse)
+    for got, want in zip(compacted, expected, strict=True):
+        assert [p for p, _ in got] == [p for p, _ in want]
+        assert [s for _, s in got] == pytest.approx([s for _, s in want], rel=1e-6)
+    assert sparse.count() == fresh.count() == len(kept)
+    assert_stores_agree(ws.ledger, ws.engine.dense, sparse)
+    fresh.close()
+
+
+def test_recover_removes_pending_documents_from_both_stores(
+    open_ws: WorkspaceOpener, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    ws = open_ws(data)
+    ws.pipeline.run(read_jsonl(SAMPLE_PATH))
+    # Replay what a killed run leaves behind: a new document written to both stores and
+    # committed in Tantivy but still pending, and a known one being rewritten.
+    ghost = SourceDocument("ghost", "A ghost document that a crashed run half wrote.", "Ghost")
+    chunks = ws.pipeline.chunker.chunk(ghost)
+    model = ws.engine.embedder.info
+    ws.ledger.mark_pending(
+        [("ghost", ghost.content_hash, len(chunks)), ("bm25-intro", "new-hash", 1)],
+        model.model_id,
+        model.version,
+    )
+    ws.engine.dense.upsert(chunks, ws.engine.embedder.encode_passages([c.text for c in chunks]))
+    ws.engine.sparse.upsert(chunks)
+    ws.engine.sparse.commit()
+    assert "ghost" in ws.engine.dense.doc_ids() and "ghost" in ws.engine.sparse.doc_ids()
+    open_ws.close(ws)
+
+    ws = open_ws(data)
+    assert sorted(ws.ledger.doc_ids("pending")) == ["bm25-intro", "ghost"]
+    assert ws.pipeline.recover() == 2
+    counts = assert_stores_agree(ws.ledger, ws.engine.dense, ws.engine.sparse)
+    assert set(counts) == set(SAMPLE_IDS) - {"bm25-intro"}
+    assert ws.engine.sparse.search("ghost crashed", 10) == []
+    assert ws.pipeline.recover() == 0
+
+    report = ws.pipeline.run(read_jsonl(SAMPLE_PATH))
+    assert (report.documents, report.skipped_unchanged) == (1, 11)
+    assert set(assert_stores_agree(ws.ledger, ws.engine.dense, ws.engine.sparse)) == set(SAMPLE_IDS)
+
+
+def test_workspace_holds_the_data_dir_until_closed(
+    open_ws: WorkspaceOpener, tmp_path: Path
+) -> None:
+    from engine.errors import IndexLockedError
+
+    data = tmp_path / "data"
+    ws = open_ws(data)
+    with pytest.raises(IndexLockedError, match=r"in use by test \(pid \d+\)"):
+        DataDirLock(data, role="other").acquire()
+    open_ws.close(ws)
+    with DataDirLock(data, role="other"):
+        pass
