@@ -230,8 +230,24 @@ class DocumentsIn(_Strict):
     )
 
 
-class DeleteByFilterIn(_Strict):
-    filter: FilterJson = Field(description=_FILTER_DOC)
+class DeleteIn(_Strict):
+    """Exactly one of ``ids`` and ``filter``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"ids": ["rrf-fusion"]}, {"filter": {"source": "blog"}}]},
+    )
+
+    ids: list[StrictStr] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=10_000,
+        description="document ids to delete (any id, also ones a URL path cannot carry)",
+    )
+    filter: FilterJson | None = Field(
+        default=None,
+        description="delete every document with a chunk matching this filter. " + _FILTER_DOC,
+    )
 
 
 class JobProgressOut(BaseModel):

@@ -45,12 +45,30 @@ class QdrantSettings(BaseModel):
         description="edge: embedded Qdrant Edge (default); server: a Qdrant URL; "
         "local: qdrant-client's brute-force local mode (tests, tiny corpora)",
     )
-    url: str | None = None
+    url: str | None = Field(default=None, description="server URL; https:// for TLS")
     api_key: SecretStr | None = None
-    collection: str = "braid_chunks"
+    collection: str = Field(
+        default="braid_chunks",
+        description="the alias searches use; each embedding model version gets its own "
+        "collection behind it (server and local modes)",
+    )
     timeout_s: int = Field(default=30, ge=1)
     prefer_grpc: bool = False
+    grpc_port: int = Field(default=6334, ge=1, le=65535)
     search_threads: int | None = Field(default=None, ge=1)
+    on_disk_vectors: bool = False
+    on_disk_payload: bool = True
+    quantization: Literal["none", "scalar", "binary"] = "none"
+    rescore: bool = Field(
+        default=True, description="rescore quantized candidates with full vectors"
+    )
+    oversampling: float = Field(default=2.0, ge=1.0, le=16.0)
+    hnsw_ef: int | None = Field(default=None, ge=1)
+    shard_number: int = Field(default=1, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    upsert_batch: int = Field(default=256, ge=1)
+    upsert_parallel: int = Field(default=1, ge=1, le=32)
+    retries: int = Field(default=3, ge=0, le=20, description="retries on transient errors")
 
     @model_validator(mode="after")
     def _url_for_server(self) -> QdrantSettings:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from engine.config import Settings
 from engine.errors import BackendUnavailableError, BraidError
 from engine.protocols import DenseStore, Embedder, Reranker, SparseStore
 from engine.searcher import HybridSearcher, SearchDefaults
+
+if TYPE_CHECKING:
+    from qdrant_client import QdrantClient
+
+    from engine.dense.qdrant import QdrantOptions
 
 
 def build_embedder(settings: Settings) -> Embedder:
@@ -49,23 +55,49 @@ def build_dense_store(settings: Settings, embedder: Embedder) -> DenseStore:
         return QdrantEdgeDenseStore(
             settings.dense_dir, embedder.info, search_threads=cfg.search_threads
         )
-    from qdrant_client import QdrantClient
-
     from engine.dense.qdrant import QdrantDenseStore
 
+    return QdrantDenseStore.open_aliased(
+        qdrant_client(settings), cfg.collection, embedder.info, qdrant_options(settings)
+    )
+
+
+def qdrant_client(settings: Settings) -> QdrantClient:
+    """A qdrant-client for ``settings.qdrant`` (server URL, or local mode in the data dir)."""
+    from qdrant_client import QdrantClient
+
+    cfg = settings.qdrant
     try:
         if cfg.mode == "local":
-            client = QdrantClient(path=str(settings.data_dir / "qdrant-local"))
-        else:
-            client = QdrantClient(
-                url=cfg.url,
-                api_key=cfg.api_key.get_secret_value() if cfg.api_key else None,
-                timeout=cfg.timeout_s,
-                prefer_grpc=cfg.prefer_grpc,
-            )
+            return QdrantClient(path=str(settings.data_dir / "qdrant-local"))
+        return QdrantClient(
+            url=cfg.url,
+            api_key=cfg.api_key.get_secret_value() if cfg.api_key else None,
+            timeout=cfg.timeout_s,
+            prefer_grpc=cfg.prefer_grpc,
+            grpc_port=cfg.grpc_port,
+        )
     except (RuntimeError, ValueError) as exc:  # local mode: folder already in use
         raise BackendUnavailableError(f"cannot open Qdrant ({cfg.mode}): {exc}") from exc
-    return QdrantDenseStore(client, cfg.collection, embedder.info)
+
+
+def qdrant_options(settings: Settings) -> QdrantOptions:
+    from engine.dense.qdrant import QdrantOptions
+
+    cfg = settings.qdrant
+    return QdrantOptions(
+        on_disk_vectors=cfg.on_disk_vectors,
+        on_disk_payload=cfg.on_disk_payload,
+        quantization=cfg.quantization,
+        rescore=cfg.rescore,
+        oversampling=cfg.oversampling,
+        hnsw_ef=cfg.hnsw_ef,
+        shard_number=cfg.shard_number,
+        replication_factor=cfg.replication_factor,
+        upsert_batch=cfg.upsert_batch,
+        upsert_parallel=cfg.upsert_parallel,
+        retries=cfg.retries,
+    )
 
 
 def build_sparse_store(settings: Settings, *, read_only: bool = False) -> SparseStore:

@@ -5,7 +5,7 @@ Every implementation is run through the same contract-test class (``tests/engine
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -106,6 +106,10 @@ class SparseStore(Protocol):
         ...
 
     def fetch(self, point_ids: Sequence[str]) -> dict[str, Chunk]: ...
+
+    def chunks(self, filter: FilterExpr | None = None) -> Iterable[Chunk]:
+        """Every stored chunk matching ``filter`` (re-indexing reads the corpus back here)."""
+        ...
 
     def doc_ids(self, filter: FilterExpr | None = None) -> set[str]: ...
 

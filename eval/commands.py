@@ -226,14 +226,12 @@ def print_result(document: dict[str, Any]) -> None:
     for metric in METRICS:
         table.add_column(metric, justify="right")
     table.add_column("anchor nDCG@10", justify="right")
-    table.add_column("anchor", overflow="fold")
     for name, entry in document["modes"].items():
         anchor = entry.get("anchor") or {}
         table.add_row(
             name,
             *(_fmt(entry["metrics"].get(m)) for m in METRICS),
             _fmt(anchor.get("ndcg@10")),
-            anchor.get("system", ""),
         )
     out.print(table)
 
@@ -693,3 +691,201 @@ def compare_command(
         out.print(
             f"[dim]{side['label']}: {side['index_dir']} · {side['embedding_model']} · reranker {side['reranker']}[/]"
         )
+
+
+# -- braid train reranker -------------------------------------------------------------------
+
+
+@train_app.command("reranker")
+def train_reranker_command(
+    dataset: Annotated[str, typer.Option("--dataset", help="dataset folder (BEIR layout) or name")],
+    split: Annotated[str, typer.Option(help="split with the training labels")] = "train",
+    base: Annotated[
+        str, typer.Option(help="starting weights (default: the bundled MiniLM)")
+    ] = "sentence-transformers/all-MiniLM-L6-v2",
+    negatives: Annotated[int, typer.Option(min=1, help="hard negatives per positive")] = 4,
+    self_supervised: Annotated[
+        int, typer.Option(min=0, help="title -> abstract groups from the corpus")
+    ] = 2000,
+    epochs: Annotated[float, typer.Option(min=0.01)] = 1.0,
+    batch_groups: Annotated[int, typer.Option(min=1, help="groups per optimiser step")] = 4,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 5e-5,
+    max_length: Annotated[int, typer.Option(min=16, help="tokens per (query, passage) pair")] = 256,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="stop after N steps")] = None,
+    save_every: Annotated[int, typer.Option(min=1, help="checkpoint every N steps")] = 50,
+    dev_fraction: Annotated[float, typer.Option(help="train queries held out for the gate")] = 0.1,
+    gate_depth: Annotated[int, typer.Option(min=1, help="rerank depth of the gate")] = 30,
+    seed: Annotated[int, typer.Option()] = 13,
+    data_dir: DataDirOption = None,
+    index_dir: IndexDirOption = None,
+    datasets: DatasetsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Fine-tune a CrossEncoder with hard negatives from our own index; gate it on held-out dev."""
+    from engine.devices import resolve_device
+    from engine.reranker import CrossEncoderReranker
+    from engine.searcher import HybridSearcher
+    from eval.datasets import iter_corpus, load_dataset, resolve_dataset
+    from eval.evaluation import evaluate_mode
+    from eval.profiles import save_profile
+    from eval.runs import RunParams
+    from eval.stats import compare
+    from eval.training import (
+        STATE_FILE,
+        TrainConfig,
+        created_now,
+        find_unfinished,
+        load_groups,
+        mine_labelled,
+        mine_titles,
+        next_version_dir,
+        save_groups,
+        split_dev,
+        train_cross_encoder,
+        write_card,
+    )
+
+    settings = _settings(data_dir)
+    try:
+        folder = resolve_dataset(dataset, datasets)
+        labelled = load_dataset(folder, split)
+        device = resolve_device(settings.reranker.device)
+    except BraidError as exc:
+        raise _fail(str(exc), 2) from exc
+    train, dev = split_dev(labelled, dev_fraction)
+    if not dev.queries:
+        raise _fail("the dev split is empty: raise --dev-fraction", 2)
+    config = TrainConfig(
+        base=base,
+        dataset=labelled.name,
+        split=split,
+        negatives=negatives,
+        self_supervised=self_supervised,
+        dev_fraction=dev_fraction,
+        epochs=epochs,
+        batch_groups=batch_groups,
+        lr=lr,
+        max_length=max_length,
+        seed=seed,
+        max_steps=max_steps,
+        save_every=save_every,
+        gate_rerank_depth=gate_depth,
+    )
+    resumed = find_unfinished(settings.data_dir, config)
+    out_dir = resumed or next_version_dir(settings.data_dir, labelled.name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        index = _open(folder, settings, index_dir, as_json)
+    except BraidError as exc:
+        raise _fail(str(exc)) from exc
+    try:
+        engine = index.workspace.engine
+        groups_file = out_dir / "groups.jsonl"
+        if groups_file.is_file():
+            groups = load_groups(groups_file)
+        else:
+            corpus = {d.doc_id: d for d in iter_corpus(folder)}
+            with _progress("mine negatives", as_json) as update:
+                update(0, 2)
+                groups = mine_labelled(engine.searcher, train, corpus, negatives, 20)
+                update(1, 2)
+                groups += mine_titles(engine.searcher, corpus, self_supervised, negatives, 20, seed)
+                update(2, 2)
+            save_groups(groups_file, groups)
+        record: dict[str, Any] = {
+            "config": config.__dict__,
+            "config_key": config.key(),
+            "created": created_now(),
+            "device": device,
+            "index": index.state,
+            "data": {
+                "labelled": sum(g.source == "labelled" for g in groups),
+                "title": sum(g.source == "title" for g in groups),
+                "train_queries": len(train.queries),
+                "dev_queries": len(dev.queries),
+            },
+        }
+        with _progress("train", as_json) as update:
+            state = train_cross_encoder(
+                groups,
+                config,
+                out_dir,
+                device=device,
+                on_step=lambda step, total, _loss: update(step, total),
+                record=record,
+            )
+        record["state"] = state.__dict__
+        # The gate: first-stage hybrid vs hybrid + this model on the held-out dev queries.
+        reranker = CrossEncoderReranker(
+            str(out_dir),
+            device=device,
+            cpu_threads=settings.embedder.cpu_threads,
+            max_length=max_length,
+            batch_size=settings.reranker.batch_size,
+        )
+        searcher = HybridSearcher(
+            engine.embedder, engine.dense, engine.sparse, reranker, engine.searcher.defaults
+        )
+        try:
+            with _progress("gate", as_json) as update:
+                first = evaluate_mode(searcher, dev, RunParams(mode="hybrid"), on_query=update)
+                reranked = evaluate_mode(
+                    searcher,
+                    dev,
+                    RunParams(mode="hybrid+rerank", rerank_depth=gate_depth),
+                    on_query=update,
+                )
+        finally:
+            searcher.close()
+        test = compare(
+            "hybrid+rerank",
+            "hybrid",
+            "ndcg@10",
+            reranked.scores["ndcg@10"],
+            first.scores["ndcg@10"],
+        )
+        passed = test.delta > 0
+        record["gate"] = {
+            "queries": len(dev.queries),
+            "rerank_depth": gate_depth,
+            "first_stage": first.means["ndcg@10"],
+            "reranked": reranked.means["ndcg@10"],
+            "delta": test.delta,
+            "p_randomisation": test.p_randomisation,
+            "passed": passed,
+        }
+        if passed:
+            profile = {
+                "reranker_model": str(out_dir.resolve()),
+                "rerank_depth": gate_depth,
+                "tuned_on": {"dataset": labelled.name, "split": dev.split, "gate": record["gate"]},
+            }
+            record["profile"] = f"{labelled.name}-rerank"
+            save_profile(settings.data_dir, record["profile"], profile)
+        (out_dir / STATE_FILE).write_text(json.dumps(record, indent=1, default=str) + "\n")
+        write_card(out_dir, record)
+    except BraidError as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        index.close()
+    summary = {
+        "model": str(out_dir),
+        "resumed": resumed is not None,
+        "steps": record["state"]["step"],
+        "data": record["data"],
+        "gate": record["gate"],
+        "profile": record.get("profile"),
+    }
+    if as_json:
+        _emit(summary)
+        return
+    gate = record["gate"]
+    out.print(f"model: {out_dir}" + (" (resumed)" if resumed else ""))
+    out.print(
+        f"gate on {gate['queries']} dev queries, nDCG@10: first stage {gate['first_stage']:.4f}, "
+        f"reranked {gate['reranked']:.4f} (p={gate['p_randomisation']:.3f})"
+    )
+    if gate["passed"]:
+        out.print(f"[green]passed[/]: enable it with --profile {record['profile']}")
+    else:
+        out.print("[yellow]not recommended[/]: it does not beat the first stage on dev")

@@ -10,6 +10,7 @@ the corpus are deleted.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from ingestion.readers import read_beir
 from ingestion.service import Workspace, open_workspace
 
 CORPUS_KEY = "eval.corpus_sha256"
+ERRORS_KEY = "eval.skipped_documents"
 MODEL_KEY = "eval.embedding_model"
 DATASET_KEY = "eval.dataset"
 
@@ -72,6 +74,7 @@ def index_state(workspace: Workspace) -> dict[str, object]:
             "overlap_tokens": settings.chunking.overlap_tokens,
         },
         "dense_backend": settings.qdrant.mode,
+        "skipped_documents": json.loads(workspace.ledger.get_meta(ERRORS_KEY, "[]")),
     }
 
 
@@ -99,8 +102,9 @@ def open_index(
         IndexLockedError: another process holds the index's data dir.
         ModelMismatchError: the index was built with another embedding model (use another
             index dir, or delete this one).
-        DatasetError: the corpus has errors (nothing is half-ingested: the pipeline reports
-            bad lines and indexes the rest, and this raises afterwards).
+
+    Corpus lines the pipeline rejects (Cranfield has two empty documents) are skipped, as
+    ``braid ingest`` skips them; they are listed in the state under ``skipped_documents``.
     """
     name = dataset_folder.resolve().name
     target = index_dir or default_index_dir(settings.data_dir, name)
@@ -109,7 +113,8 @@ def open_index(
         fingerprint = corpus_fingerprint(dataset_folder)
         ingested = False
         if not is_current(workspace, fingerprint):
-            ingest_corpus(workspace, dataset_folder, on_progress)
+            skipped = ingest_corpus(workspace, dataset_folder, on_progress)
+            workspace.ledger.set_meta(ERRORS_KEY, json.dumps(skipped))
             workspace.ledger.set_meta(CORPUS_KEY, fingerprint)
             workspace.ledger.set_meta(MODEL_KEY, model_key(workspace))
             workspace.ledger.set_meta(DATASET_KEY, name)
@@ -124,16 +129,16 @@ def ingest_corpus(
     workspace: Workspace,
     dataset_folder: Path,
     on_progress: Callable[[Progress], None] | None = None,
-) -> None:
-    """Bring the index in line with ``corpus.jsonl`` through the ordinary pipeline."""
-    from eval.datasets import DatasetError
+) -> list[str]:
+    """Bring the index in line with ``corpus.jsonl`` through the ordinary pipeline.
 
+    Returns:
+        The pipeline's messages for corpus lines it could not ingest.
+    """
     report = workspace.pipeline.run(read_beir(dataset_folder), on_progress=on_progress)
-    if report.errors:
-        shown = "; ".join(report.errors[:3])
-        raise DatasetError(f"{len(report.errors)} corpus lines could not be ingested: {shown}")
     wanted = {doc.doc_id for doc in iter_corpus(dataset_folder)}
     stale = sorted(set(workspace.ledger.doc_ids()) - wanted)
     if stale:
         workspace.pipeline.delete(stale)
         workspace.pipeline.maybe_compact()
+    return list(report.errors)

@@ -1,8 +1,9 @@
 """Effectiveness metrics of a run against qrels, per query and averaged.
 
-nDCG@10, Recall@10/100, MRR@10 and MAP@100 come from ranx (numba; ``ndcg`` with linear gain,
-as trec_eval's ``ndcg_cut``); a test checks them against ir-measures (pytrec_eval) and a
-hand-computed example. judged@10 is computed here: the share of the top 10 (of those retrieved,
+nDCG@10, Recall@10/100, MRR@10 and MAP@100 come from ir-measures (pytrec_eval, i.e. trec_eval's
+C code: ``ndcg_cut`` with linear gain, ``recall``, ``map_cut``; RR@10 from its own provider); a
+test checks them against ranx and a hand-computed example. ranx is not the primary because its
+numba kernels compile on first use (over a minute on a cold two-core machine). judged@10 is computed here: the share of the top 10 (of those retrieved,
 as ir-measures' ``Judged@10`` does) that carry a judgement of any grade, a warning sign when
 a system retrieves documents the pool never saw.
 
@@ -12,13 +13,16 @@ Documents are ordered by rank-derived scores (``Run.as_scores``), so ties cannot
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from eval.datasets import Qrels
 
-RANX_METRICS: tuple[str, ...] = ("ndcg@10", "recall@10", "recall@100", "mrr@10", "map@100")
-METRICS: tuple[str, ...] = (*RANX_METRICS, "judged@10")
+if TYPE_CHECKING:
+    from ir_measures import Measure
+
+LIBRARY_METRICS: tuple[str, ...] = ("ndcg@10", "recall@10", "recall@100", "mrr@10", "map@100")
+METRICS: tuple[str, ...] = (*LIBRARY_METRICS, "judged@10")
 PRIMARY = "ndcg@10"
 
 RunScores = Mapping[str, Mapping[str, float]]  # query id -> doc id -> score (higher first)
@@ -39,37 +43,33 @@ def judged_at_k(run: RunScores, qrels: Qrels, k: int = 10) -> dict[str, float]:
     return out
 
 
-def per_query(run: RunScores, qrels: Qrels, metrics: tuple[str, ...] = METRICS) -> PerQuery:
-    """Each metric's value for every query of ``qrels``."""
-    from ranx import Qrels as RanxQrels  # type: ignore[import-untyped]
-    from ranx import Run as RanxRun
-    from ranx import evaluate
+def _measures() -> dict[str, Measure]:
+    from ir_measures import AP, RR, R, nDCG
 
-    wanted = [m for m in metrics if m in RANX_METRICS]
-    result: PerQuery = {}
-    if wanted:
-        judged_qrels = {q: dict(d) for q, d in qrels.items() if d}
-        kept = {q: dict(d) for q, d in run.items() if q in judged_qrels and d}
-        if not kept:
-            result = {m: dict.fromkeys(qrels, 0.0) for m in wanted}
-        else:
-            ranx_run = RanxRun(kept)
-            with warnings.catch_warnings():
-                # numba's uint64 -> int64 cast warning inside ranx: harmless at these sizes
-                warnings.simplefilter("ignore")
-                evaluate(
-                    RanxQrels(judged_qrels),
-                    ranx_run,
-                    wanted,
-                    return_mean=False,
-                    make_comparable=True,
-                )
-            for metric in wanted:
-                values = ranx_run.scores[metric]
-                result[metric] = {q: float(values.get(q, 0.0)) for q in qrels}
+    return {
+        "ndcg@10": nDCG @ 10,
+        "recall@10": R @ 10,
+        "recall@100": R @ 100,
+        "mrr@10": RR @ 10,
+        "map@100": AP @ 100,
+    }
+
+
+def per_query(run: RunScores, qrels: Qrels, metrics: tuple[str, ...] = METRICS) -> PerQuery:
+    """Each metric's value for every query of ``qrels`` (0 where the run has no result)."""
+    import ir_measures
+
+    library = _measures()
+    wanted = {library[m]: m for m in metrics if m in library}
+    result: PerQuery = {m: dict.fromkeys(qrels, 0.0) for m in metrics}
+    judged_qrels = {q: dict(d) for q, d in qrels.items() if d}
+    kept = {q: dict(d) for q, d in run.items() if q in judged_qrels and d}
+    if wanted and kept:
+        for value in ir_measures.iter_calc(list(wanted), judged_qrels, kept):
+            result[wanted[value.measure]][value.query_id] = float(value.value)
     if "judged@10" in metrics:
         result["judged@10"] = judged_at_k(run, qrels, 10)
-    return {m: result[m] for m in metrics}
+    return result
 
 
 def mean(values: Mapping[str, float]) -> float:

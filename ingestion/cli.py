@@ -480,3 +480,110 @@ def optimize(data_dir: DataDirOption = None, as_json: JsonOption = False) -> Non
         console.print(
             f"optimized: {result['dense_chunks']:,} dense and {result['sparse_chunks']:,} sparse chunks"
         )
+
+
+@app.command()
+def reindex(
+    model: Annotated[str, typer.Option("--model", help="the new embedding model (name or folder)")],
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Embed the stored chunks with another model into its own collection (server/local Qdrant).
+
+    Searches keep using the current model until `braid promote`; judge the two first with
+    `braid eval compare`.
+    """
+    from ingestion.versions import reindex as run_reindex
+
+    workspace = _open_for_write(data_dir, "braid reindex")
+    try:
+        result = run_reindex(workspace, model)
+    except BraidError as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        workspace.close()
+    if as_json:
+        emit_json(result)
+    else:
+        console.print(
+            f"{result['chunks']:,} chunks embedded into {result['collection']}; promote it with `braid promote {result['collection']}`"
+        )
+
+
+@app.command()
+def collections(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+    """The collections built per embedding model version, and which one searches use."""
+    from ingestion.versions import collections as list_collections
+
+    workspace = _open_for_write(data_dir, "braid collections")
+    try:
+        found = list_collections(workspace)
+    except BraidError as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        workspace.close()
+    if as_json:
+        emit_json({"collections": found})
+        return
+    table = Table(title="model collections")
+    for column in ("collection", "model", "version", "points", "serving"):
+        table.add_column(column)
+    for c in found:
+        table.add_row(
+            c["collection"],
+            str(c["model_id"]),
+            str(c["model_version"]),
+            f"{c['points']:,}",
+            "yes" if c["serving"] else "",
+        )
+    out.print(table)
+
+
+@app.command()
+def promote(
+    collection: Annotated[
+        str, typer.Argument(help="the collection to serve (see `braid collections`)")
+    ],
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Switch the search alias to another model's collection, atomically."""
+    from ingestion.versions import promote_collection
+
+    workspace = _open_for_write(data_dir, "braid promote")
+    try:
+        result = promote_collection(workspace, collection)
+    except BraidError as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        workspace.close()
+    if as_json:
+        emit_json(result)
+    else:
+        console.print(
+            f"serving {result['serving']}: set BRAID_EMBEDDER__MODEL={result['model_id']} for this data dir"
+        )
+
+
+@app.command()
+def drop(
+    names: Annotated[
+        list[str], typer.Argument(help="collections to delete (never the one served)")
+    ],
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete model collections that the alias no longer serves."""
+    from ingestion.versions import drop_collections
+
+    workspace = _open_for_write(data_dir, "braid drop")
+    try:
+        dropped = drop_collections(workspace, names)
+    except BraidError as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        workspace.close()
+    if as_json:
+        emit_json({"dropped": dropped})
+    else:
+        console.print(f"dropped {len(dropped)} collections")

@@ -131,6 +131,14 @@ class Ledger:
         )
         return [(str(a), str(b), int(c)) for a, b, c in rows]
 
+    def set_model(self, model_id: str, model_version: str) -> int:
+        """Record that every document's chunks now carry this model's vectors (a promotion)."""
+        with self._conn() as conn:
+            cursor = conn.execute(
+                "UPDATE documents SET model_id = ?, model_version = ?", (model_id, model_version)
+            )
+        return int(cursor.rowcount)
+
     def get_meta(self, key: str, default: str = "") -> str:
         row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return str(row[0]) if row else default

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from transformers import PreTrainedTokenizerBase
+
 from engine.config import Settings
 from engine.factory import Engine, build_engine
 from engine.locking import DataDirLock
@@ -30,10 +32,15 @@ class Workspace:
             self.lock.release()
 
 
-def tokenizer_of(engine: Engine) -> object:
-    model = getattr(engine.embedder, "model", None)
+def tokenizer_of(engine: Engine) -> PreTrainedTokenizerBase:
+    return tokenizer_of_embedder(engine.embedder)
+
+
+def tokenizer_of_embedder(embedder: object) -> PreTrainedTokenizerBase:
+    """The embedder's own tokenizer (token-aware chunking measures with it)."""
+    model = getattr(embedder, "model", None)
     tokenizer = getattr(model, "tokenizer", None)
-    if tokenizer is None:
+    if not isinstance(tokenizer, PreTrainedTokenizerBase):
         raise TypeError("token-aware chunking needs an embedder that exposes its tokenizer")
     return tokenizer
 
@@ -61,7 +68,7 @@ def open_workspace(
         raise
     ledger = Ledger(settings.data_dir / LEDGER_FILE)
     chunker = TokenChunker(
-        tokenizer_of(engine),  # type: ignore[arg-type]
+        tokenizer_of(engine),
         engine.embedder.max_seq_length,
         engine.embedder.passage_prefix,
         policy or ChunkingPolicy(settings.chunking.max_tokens, settings.chunking.overlap_tokens),

@@ -20,7 +20,7 @@ from api.deps import (
     request_filter,
 )
 from api.errors import InvalidInput, error_responses
-from api.schemas import ChunkOut, DeleteByFilterIn, DocumentOut, JobAccepted, JobOut, MetadataOut
+from api.schemas import ChunkOut, DeleteIn, DocumentOut, JobAccepted, JobOut, MetadataOut
 from engine.errors import DocumentNotFoundError
 from engine.models import point_id_for
 from ingestion.worker import Job
@@ -93,21 +93,27 @@ async def upsert_documents(
     status_code=202,
     dependencies=[WRITE],
     responses=job_responses(400, 401, 403, 413, 422, 503),
-    summary="Delete documents matching a filter",
+    summary="Delete documents by ids or by filter",
 )
-async def delete_by_filter(
-    body: DeleteByFilterIn,
+async def delete_documents(
+    body: DeleteIn,
     queue: QueueDep,
     worker: WorkerDep,
     response: Response,
     wait: WaitParam = False,
     timeout_s: TimeoutParam = 30.0,
 ) -> JobAccepted:
-    """Queue the deletion, from both stores and the ledger, of every document with a chunk
-    matching the filter (the filter is checked now: a bad one answers 422)."""
-    if request_filter(body.filter) is None:
-        raise InvalidInput("an empty filter would delete everything; not allowed", "$.filter")
-    job = await run_in_threadpool(queue.submit_delete_filter, body.filter)
+    """Queue the deletion, from both stores and the ledger, of documents by id (`ids`) or
+    of every document with a chunk matching a filter (`filter`, checked now: a bad one
+    answers 422). The job's result lists what was deleted."""
+    if (body.ids is None) == (body.filter is None):
+        raise InvalidInput("give either 'ids' or 'filter'", "$")
+    if body.ids is not None:
+        job = await run_in_threadpool(queue.submit_delete, body.ids)
+    else:
+        if request_filter(body.filter) is None:
+            raise InvalidInput("an empty filter would delete everything; not allowed", "$.filter")
+        job = await run_in_threadpool(queue.submit_delete_filter, body.filter or {})
     worker.notify()
     return await accepted(job, queue, response, wait, timeout_s)
 
@@ -117,7 +123,7 @@ async def delete_by_filter(
     response_model=JobAccepted,
     status_code=202,
     dependencies=[WRITE],
-    responses=job_responses(401, 403, 422, 503),
+    responses=job_responses(401, 403, 404, 422, 503),
     summary="Delete a document",
 )
 async def delete_document(
@@ -130,7 +136,8 @@ async def delete_document(
 ) -> JobAccepted:
     """Queue the deletion of one document from both stores and the ledger. It runs after
     every write submitted before it; the job's result lists it under `not_found` when the
-    index did not hold it."""
+    index did not hold it. An id a URL path cannot carry (a newline) answers 404: delete it
+    with `POST /v1/documents/delete {"ids": [...]}`."""
     job = await run_in_threadpool(queue.submit_delete, [doc_id])
     worker.notify()
     return await accepted(job, queue, response, wait, timeout_s)

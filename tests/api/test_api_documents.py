@@ -138,6 +138,19 @@ def test_delete_by_filter_checks_the_filter(client: TestClient) -> None:
     )
 
 
+def test_delete_by_ids_in_the_body(client: TestClient) -> None:
+    odd = {"id": "line\nbreak", "text": "Tardigrades survive in space."}
+    client.post("/v1/documents?wait=true", json={"documents": [odd]})
+    assert search_ids(client, "tardigrades", mode="bm25") == ["line\nbreak"]
+    body = {"ids": ["line\nbreak", "never-there"]}
+    job = client.post("/v1/documents/delete?wait=true", json=body).json()["job"]
+    assert job["result"] == {"deleted": ["line\nbreak"], "not_found": ["never-there"]}
+    assert search_ids(client, "tardigrades", mode="bm25") == []
+    both = {"ids": ["a"], "filter": {"source": "docs"}}
+    assert_error(client.post("/v1/documents/delete", json=both), 422, "invalid_input", "$")
+    assert_error(client.post("/v1/documents/delete", json={}), 422, "invalid_input", "$")
+
+
 def test_upsert_then_delete_run_in_order(client: TestClient) -> None:
     """A delete submitted right after an upsert of the same id runs after it."""
     doc = {"id": "ordered", "text": "Axolotls regrow their limbs."}

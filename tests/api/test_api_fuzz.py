@@ -27,7 +27,7 @@ from schemathesis.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-MAX_EXAMPLES = 15
+MAX_EXAMPLES = 30
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

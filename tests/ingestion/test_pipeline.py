@@ -91,7 +91,7 @@ def test_changed_document_replaces_its_old_chunks_everywhere(
     assert (second.documents, second.chunks, second.skipped_unchanged, second.deleted) == (
         2,
         2,
-        12,
+        11,
         2,
     )
     counts = assert_stores_agree(ws.ledger, ws.engine.dense, ws.engine.sparse)

@@ -1,0 +1,366 @@
+"""Train a cross-encoder reranker on a dataset's train split, with hard negatives from our index.
+
+Data (``build_groups``), one group = a query, one positive passage, ``negatives`` hard negatives:
+
+- labelled: each judged-relevant (query, document) of the train split; negatives are the top
+  BM25 and dense documents for the query from braid's own searcher, alternating by rank, never a
+  document judged relevant for that query;
+- self-supervised (``notes/reranker-training.md``): a corpus document's title as the query and
+  its own abstract (without the title) as the positive; negatives are the abstracts of the top
+  hybrid hits for the title, the document itself excluded. Far more signal than ~800 labels.
+
+A slice of the train queries (``dev_fraction``, chosen by a hash of the query id) is held out
+before mining: the gate compares first-stage hybrid with hybrid + the new reranker on it, and the
+model is only recommended (a profile naming it is written) if it is better there.
+
+Loss: listwise softmax cross-entropy over each group (the positive against its own hard
+negatives), which is what sentence-transformers' ``MultipleNegativesRankingLoss`` computes without
+in-batch negatives; binary cross-entropy learned nothing at this data size (see the notes).
+The loop is plain torch on the CrossEncoder's underlying model, so it needs neither ``datasets``
+nor ``accelerate``; it checkpoints every ``save_every`` steps (model, optimizer, scheduler, step,
+data order) and resumes an unfinished run of the same configuration.
+
+Output: ``<data-dir>/models/rerankers/<dataset>-v<N>/``: a CrossEncoder folder (loadable by
+``CrossEncoderReranker``), ``training.json`` (config, data counts, loss curve, gate) and a
+``README.md`` training card.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import shutil
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from engine.searcher import HybridSearcher
+from eval.datasets import CorpusDoc, Dataset
+from eval.runs import RunParams, search_once
+
+MODELS_DIR = Path("models") / "rerankers"
+CHECKPOINT = "checkpoint"
+STATE_FILE = "training.json"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    base: str
+    dataset: str
+    split: str = "train"
+    negatives: int = 4
+    mining_depth: int = 20
+    self_supervised: int = 2000  # title -> abstract groups; 0 to turn off
+    dev_fraction: float = 0.1
+    epochs: float = 1.0
+    batch_groups: int = 4
+    lr: float = 5e-5
+    warmup: float = 0.1
+    max_length: int = 256
+    seed: int = 13
+    max_steps: int | None = None  # stop early (tests, smoke runs)
+    save_every: int = 50
+    gate_rerank_depth: int = 30
+
+    def key(self) -> str:
+        """Hash of what decides the result (not max_steps/save_every), to match unfinished runs."""
+        decisive = {k: v for k, v in asdict(self).items() if k not in ("max_steps", "save_every")}
+        return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Group:
+    query: str
+    positive: str
+    negatives: tuple[str, ...]
+    source: str  # "labelled" | "title"
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    total_steps: int = 0
+    losses: list[float] = field(default_factory=list)
+    complete: bool = False
+    seconds: float = 0.0
+
+
+def passage(doc: CorpusDoc, with_title: bool = True) -> str:
+    """As the searcher shows a chunk to the reranker: title, newline, text."""
+    return f"{doc.title}\n{doc.text}" if with_title and doc.title else doc.text
+
+
+def is_dev(query_id: str, fraction: float) -> bool:
+    return (zlib.crc32(query_id.encode()) % 1000) < fraction * 1000
+
+
+def split_dev(train: Dataset, fraction: float) -> tuple[Dataset, Dataset]:
+    """(train minus dev, dev), by a stable hash of the query id."""
+    dev_ids = [q for q in train.queries if is_dev(q, fraction)]
+    keep = [q for q in train.queries if q not in set(dev_ids)]
+
+    def subset(ids: Sequence[str], split: str) -> Dataset:
+        return replace(
+            train,
+            split=split,
+            queries={q: train.queries[q] for q in ids},
+            qrels={q: train.qrels[q] for q in ids},
+        )
+
+    return subset(keep, f"{train.split}-minus-dev"), subset(dev_ids, f"{train.split}-dev")
+
+
+def _ranked_docs(searcher: HybridSearcher, query: str, mode: str, depth: int) -> list[str]:
+    response = search_once(searcher, query, RunParams(mode=mode, depth=depth, candidates=depth))
+    seen: dict[str, None] = {}
+    for hit in response.hits:
+        if hit.doc_id:
+            seen.setdefault(hit.doc_id)
+    return list(seen)
+
+
+def mine_labelled(
+    searcher: HybridSearcher,
+    train: Dataset,
+    corpus: dict[str, CorpusDoc],
+    negatives: int,
+    depth: int,
+) -> list[Group]:
+    groups: list[Group] = []
+    for qid, text in train.queries.items():
+        relevant = {d for d, rel in train.qrels[qid].items() if rel > 0}
+        bm25 = _ranked_docs(searcher, text, "bm25", depth)
+        dense = _ranked_docs(searcher, text, "dense", depth)
+        interleaved: list[str] = []
+        for pair in zip(bm25, dense, strict=False):
+            for doc in pair:
+                if doc not in relevant and doc not in interleaved and doc in corpus:
+                    interleaved.append(doc)
+        hard = tuple(passage(corpus[d]) for d in interleaved[:negatives])
+        if len(hard) < negatives:
+            continue
+        groups.extend(
+            Group(text, passage(corpus[d]), hard, "labelled")
+            for d in sorted(relevant)
+            if d in corpus
+        )
+    return groups
+
+
+def mine_titles(
+    searcher: HybridSearcher,
+    corpus: dict[str, CorpusDoc],
+    count: int,
+    negatives: int,
+    depth: int,
+    seed: int,
+) -> list[Group]:
+    eligible = [d for d in corpus.values() if d.title.strip() and len(d.text) > 50]
+    rng = random.Random(seed)
+    chosen = rng.sample(eligible, min(count, len(eligible)))
+    groups: list[Group] = []
+    for doc in chosen:
+        ranked = [d for d in _ranked_docs(searcher, doc.title, "hybrid", depth) if d != doc.doc_id]
+        hard = tuple(
+            passage(corpus[d], with_title=False) for d in ranked[:negatives] if d in corpus
+        )
+        if len(hard) == negatives:
+            groups.append(Group(doc.title, passage(doc, with_title=False), hard, "title"))
+    return groups
+
+
+def next_version_dir(data_dir: Path, dataset: str) -> Path:
+    root = data_dir / MODELS_DIR
+    versions = (
+        [
+            int(p.name.rsplit("-v", 1)[1])
+            for p in root.glob(f"{dataset}-v*")
+            if p.name.rsplit("-v", 1)[1].isdigit()
+        ]
+        if root.is_dir()
+        else []
+    )
+    return root / f"{dataset}-v{max(versions, default=0) + 1}"
+
+
+def find_unfinished(data_dir: Path, config: TrainConfig) -> Path | None:
+    """The latest version folder of the same configuration that holds a checkpoint."""
+    root = data_dir / MODELS_DIR
+    if not root.is_dir():
+        return None
+    for folder in sorted(
+        root.glob(f"{config.dataset}-v*"), key=lambda p: p.stat().st_mtime, reverse=True
+    ):
+        state_path = folder / STATE_FILE
+        if not state_path.is_file() or not (folder / CHECKPOINT).is_dir():
+            continue
+        saved = json.loads(state_path.read_text())
+        if saved.get("config_key") == config.key() and not saved.get("state", {}).get("complete"):
+            return folder
+    return None
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=1, default=str) + "\n")
+    tmp.replace(path)
+
+
+def train_cross_encoder(
+    groups: Sequence[Group],
+    config: TrainConfig,
+    folder: Path,
+    *,
+    device: str = "cpu",
+    on_step: Callable[[int, int, float], None] | None = None,
+    record: dict[str, Any] | None = None,
+) -> TrainState:
+    """Fine-tune ``config.base`` on ``groups`` into ``folder`` (resuming its checkpoint if any)."""
+    import torch
+    from sentence_transformers import CrossEncoder
+    from transformers import get_linear_schedule_with_warmup
+
+    from engine.embedder import resolve_model_path
+
+    folder.mkdir(parents=True, exist_ok=True)
+    checkpoint = folder / CHECKPOINT
+    resuming = (checkpoint / "trainer.pt").is_file()
+    source = str(checkpoint) if resuming else resolve_model_path(config.base)
+    model = CrossEncoder(source, num_labels=1, max_length=config.max_length, device=device)
+    network = model.model
+    tokenizer = model.tokenizer
+    steps_per_epoch = math.ceil(len(groups) / config.batch_groups)
+    total = max(1, math.ceil(steps_per_epoch * config.epochs))
+    if config.max_steps is not None:
+        total = min(total, config.max_steps)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=0.01)
+    scheduler = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
+        optimizer, int(total * config.warmup), total
+    )
+    state = TrainState(total_steps=total)
+    if resuming:
+        saved = torch.load(checkpoint / "trainer.pt", weights_only=False)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state = TrainState(**saved["state"])
+        state.total_steps = total
+
+    def order(epoch: int) -> list[int]:
+        indices = list(range(len(groups)))
+        random.Random(config.seed + epoch).shuffle(indices)
+        return indices
+
+    def save_checkpoint() -> None:
+        tmp = folder / f"{CHECKPOINT}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(str(tmp))
+        torch.save(
+            {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "state": asdict(state),
+            },
+            tmp / "trainer.pt",
+        )
+        shutil.rmtree(checkpoint, ignore_errors=True)
+        tmp.rename(checkpoint)
+        _write_json(folder / STATE_FILE, {**(record or {}), "state": asdict(state)})
+
+    network.train()
+    started = time.perf_counter() - state.seconds
+    loss_fn = torch.nn.CrossEntropyLoss()
+    while state.step < total:
+        epoch, offset = divmod(state.step, steps_per_epoch)
+        idx = order(epoch)[offset * config.batch_groups : (offset + 1) * config.batch_groups]
+        batch = [groups[i] for i in idx]
+        width = 1 + config.negatives
+        queries = [g.query for g in batch for _ in range(width)]
+        passages = [p for g in batch for p in (g.positive, *g.negatives)]
+        features = tokenizer(
+            queries,
+            passages,
+            padding=True,
+            truncation="longest_first",
+            max_length=config.max_length,
+            return_tensors="pt",
+        ).to(network.device)
+        logits = network(**features).logits.view(len(batch), width)
+        loss = loss_fn(logits, torch.zeros(len(batch), dtype=torch.long, device=logits.device))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        state.step += 1
+        state.losses.append(round(float(loss.item()), 5))
+        state.seconds = time.perf_counter() - started
+        if state.step % config.save_every == 0 and state.step < total:
+            save_checkpoint()
+        if on_step is not None:
+            on_step(state.step, total, state.losses[-1])
+    network.eval()
+    model.save_pretrained(str(folder))
+    state.complete = True
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    return state
+
+
+def write_card(folder: Path, record: dict[str, Any]) -> Path:
+    """``README.md``: what the model is, what it was trained on, how, and whether it passed."""
+    cfg = record["config"]
+    state = record["state"]
+    gate = record.get("gate") or {}
+    losses = state.get("losses") or []
+    head = sum(losses[:20]) / max(1, len(losses[:20]))
+    tail = sum(losses[-20:]) / max(1, len(losses[-20:]))
+    lines = [
+        f"# braid reranker {folder.name}",
+        "",
+        f"- created: {record['created']}",
+        f"- base: `{cfg['base']}`; loss: listwise softmax cross-entropy (1 positive vs "
+        f"{cfg['negatives']} hard negatives per group)",
+        f"- data: {record['data']['labelled']} labelled groups from `{cfg['dataset']}` "
+        f"`{cfg['split']}` (minus {record['data']['dev_queries']} dev queries), "
+        f"{record['data']['title']} self-supervised title -> abstract groups; negatives mined "
+        f"from braid's own BM25 and dense retrieval (top {cfg['mining_depth']}), judged-relevant "
+        "documents excluded",
+        f"- steps: {state['step']} of {state['total_steps']} ({cfg['epochs']} epochs, "
+        f"{cfg['batch_groups']} groups per step, lr {cfg['lr']}, max_length {cfg['max_length']}), "
+        f"{state['seconds'] / 60:.1f} minutes on {record.get('device', 'cpu')}",
+        f"- loss: {head:.4f} (first 20 steps) -> {tail:.4f} (last 20); chance level "
+        f"{math.log(1 + cfg['negatives']):.4f}",
+    ]
+    if gate:
+        verdict = "PASSED: recommended" if gate["passed"] else "FAILED: not recommended"
+        lines += [
+            f"- gate on {gate['queries']} held-out dev queries (nDCG@10): first stage "
+            f"{gate['first_stage']:.4f}, reranked top {gate['rerank_depth']} "
+            f"{gate['reranked']:.4f} (p = {gate['p_randomisation']:.4f}): {verdict}",
+        ]
+    path = folder / "README.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def save_groups(path: Path, groups: Sequence[Group]) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for g in groups:
+            handle.write(json.dumps(asdict(g), ensure_ascii=False) + "\n")
+
+
+def load_groups(path: Path) -> list[Group]:
+    with path.open(encoding="utf-8") as handle:
+        return [
+            Group(o["query"], o["positive"], tuple(o["negatives"]), o["source"])
+            for o in map(json.loads, handle)
+        ]
+
+
+def created_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,112 @@
+"""A new embedding model beside the old one: re-index, judge, promote, drop (server mode).
+
+``reindex`` builds the new model's collection from the chunks the stores already hold
+(Tantivy keeps every chunk), without touching the alias that searches use; ``promote``
+switches the alias atomically and records the new model in the ledger; ``drop`` deletes
+collections that nothing serves. The embedded Qdrant Edge store holds one model per data dir:
+there, ingest into a new data dir and compare the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from engine.config import Settings
+from engine.dense.qdrant import QdrantDenseStore, collection_for, drop, model_collections, promote
+from engine.errors import ConfigError
+from engine.factory import build_embedder
+from engine.models import Chunk
+from ingestion.chunking import TokenChunker
+from ingestion.service import Workspace, tokenizer_of_embedder
+
+REINDEX_BATCH = 256
+
+
+def _server_store(workspace: Workspace) -> QdrantDenseStore:
+    dense = workspace.engine.dense
+    if not isinstance(dense, QdrantDenseStore):
+        raise ConfigError(
+            "model versions side by side need Qdrant in server or local mode "
+            "(BRAID_QDRANT__MODE); with the embedded store, ingest into a new data dir"
+        )
+    return dense
+
+
+def reindex(
+    workspace: Workspace, model_name: str, on_progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """Embed every stored chunk with ``model_name`` into that model's own collection."""
+    current = _server_store(workspace)
+    settings: Settings = workspace.settings
+    new_settings = settings.model_copy(
+        update={"embedder": settings.embedder.model_copy(update={"model": model_name})}
+    )
+    embedder = build_embedder(new_settings)
+    target = collection_for(settings.qdrant.collection, embedder.info)
+    store = QdrantDenseStore(current.client, target, embedder.info, current.options)
+    chunker = TokenChunker(
+        tokenizer_of_embedder(embedder),
+        embedder.max_seq_length,
+        embedder.passage_prefix,
+    )
+    done = 0
+    batch: list[Chunk] = []
+
+    def flush() -> None:
+        nonlocal done
+        texts = [chunker.embed_input(c) for c in batch]
+        too_long = [
+            c.chunk_id
+            for c, t in zip(batch, texts, strict=True)
+            if chunker.count(t) > chunker.limit
+        ]
+        if too_long:
+            raise ConfigError(
+                f"{len(too_long)} chunks (e.g. {too_long[0]}) were cut for the old model and do "
+                f"not fit {model_name}'s {chunker.limit} tokens: re-ingest the documents instead"
+            )
+        store.upsert(batch, embedder.encode_passages(texts))
+        done += len(batch)
+        batch.clear()
+        if on_progress is not None:
+            on_progress(done)
+
+    for chunk in workspace.engine.sparse.chunks():
+        batch.append(chunk)
+        if len(batch) >= REINDEX_BATCH:
+            flush()
+    if batch:
+        flush()
+    info = embedder.info
+    return {
+        "collection": target,
+        "chunks": done,
+        "model": {"id": info.model_id, "version": info.version, "dim": info.dim},
+    }
+
+
+def collections(workspace: Workspace) -> list[dict[str, Any]]:
+    store = _server_store(workspace)
+    return model_collections(store.client, workspace.settings.qdrant.collection)
+
+
+def promote_collection(workspace: Workspace, collection: str) -> dict[str, Any]:
+    """Serve ``collection`` from now on; the ledger records its model."""
+    store = _server_store(workspace)
+    known = {c["collection"]: c for c in collections(workspace)}
+    if collection not in known:
+        raise ConfigError(f"{collection!r} is not one of {sorted(known)}")
+    promote(store.client, workspace.settings.qdrant.collection, collection)
+    entry = known[collection]
+    workspace.ledger.set_model(str(entry["model_id"]), str(entry["model_version"]))
+    return {
+        "serving": collection,
+        "model_id": entry["model_id"],
+        "model_version": entry["model_version"],
+    }
+
+
+def drop_collections(workspace: Workspace, names: list[str]) -> list[str]:
+    store = _server_store(workspace)
+    return drop(store.client, workspace.settings.qdrant.collection, names)

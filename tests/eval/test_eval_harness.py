@@ -1,0 +1,110 @@
+"""Runs through the real query path on a real tiny index: ingestion reuse, runs, caching, sweep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from eval_tiny import DOCS, QUERIES, TEST, TRAIN, tiny_settings
+
+from engine.errors import InvalidRequestError
+from engine.searcher import HybridSearcher
+from eval.caching import CachingEmbedder
+from eval.datasets import load_dataset
+from eval.evaluation import evaluate_mode, significance
+from eval.indexes import EvalIndex, open_index
+from eval.runs import RunParams, execute_run
+from eval.sweep import best, first_stage_grid, run_sweep
+
+
+def test_index_is_built_once_and_reused(tiny_dataset: Path, tmp_path: Path) -> None:
+    settings = tiny_settings(tmp_path)
+    first = open_index(tiny_dataset, settings)
+    try:
+        assert first.ingested
+        assert first.state["documents"] == len(DOCS)
+        assert int(first.state["chunks"]) > len(DOCS)  # 32-token chunks: long docs are split
+        assert first.data_dir == tmp_path / "eval" / "tiny"
+    finally:
+        first.close()
+    again = open_index(tiny_dataset, settings)
+    try:
+        assert not again.ingested and again.state["corpus_sha256"] == first.state["corpus_sha256"]
+    finally:
+        again.close()
+
+
+def test_modes_through_the_searcher(tiny_index: EvalIndex, tiny_dataset: Path) -> None:
+    searcher = tiny_index.workspace.engine.searcher
+    train = load_dataset(tiny_dataset, "train")
+    results = [
+        evaluate_mode(
+            searcher, train, RunParams(mode=m, depth=40), context={"index": tiny_index.state}
+        )
+        for m in ("bm25", "dense", "hybrid")
+    ]
+    for result in results:
+        for qid, docs in result.run.ranking.items():
+            ids = [d for d, _ in docs]
+            assert len(ids) == len(set(ids))  # chunks of one document count once
+            assert set(ids) <= set(DOCS)
+            assert ids[0] in TRAIN[qid]  # every query is easy here
+        assert result.means["ndcg@10"] > 0.9
+        assert set(result.latency) >= {"fuse", "fetch", "total"}
+    hybrid = results[2]
+    assert (
+        hybrid.run.meta["params"]["rrf_k"] == 60 and hybrid.run.meta["params"]["candidates"] == 40
+    )
+    assert hybrid.run.meta["tag"].startswith("braid.tiny.train.hybrid.")
+    assert "embed" in hybrid.latency and "sparse" in hybrid.latency
+    comparisons = significance(results)
+    assert {c.system for c in comparisons} == {"hybrid", "bm25", "dense"} - {
+        comparisons[0].baseline
+    }
+    with pytest.raises(InvalidRequestError):
+        execute_run(searcher, train, RunParams(mode="hybrid+rerank"))
+
+
+def test_caching_embedder_changes_nothing_but_the_work(
+    tiny_index: EvalIndex, tiny_dataset: Path
+) -> None:
+    engine = tiny_index.workspace.engine
+    train = load_dataset(tiny_dataset, "train")
+    cache = CachingEmbedder(engine.embedder)
+    cached = HybridSearcher(cache, engine.dense, engine.sparse, None, engine.searcher.defaults)
+    try:
+        params = RunParams(mode="hybrid", depth=40)
+        plain = execute_run(engine.searcher, train, params)
+        once = execute_run(cached, train, params)
+        twice = execute_run(cached, train, params)
+    finally:
+        cached.close()
+    assert plain.ranking == once.ranking == twice.ranking
+    assert (cache.misses, cache.hits) == (len(train.queries), len(train.queries))
+
+
+class SpySearcher:
+    """Records every query the sweep sends; the real searcher answers it."""
+
+    def __init__(self, inner: HybridSearcher) -> None:
+        self.inner = inner
+        self.queries: list[str] = []
+        self.embedder = inner.embedder
+        self.reranker = inner.reranker
+        self.defaults = inner.defaults
+
+    def search(self, query: str, **kwargs: object) -> object:
+        self.queries.append(query)
+        return self.inner.search(query, **kwargs)  # type: ignore[arg-type]
+
+
+def test_sweep_sees_only_the_train_split(tiny_index: EvalIndex, tiny_dataset: Path) -> None:
+    spy = SpySearcher(tiny_index.workspace.engine.searcher)
+    train = load_dataset(tiny_dataset, "train")
+    grid = first_stage_grid(ks=(5, 60), shares=(0.5,), alphas=(0.5,), candidates=20)
+    points = run_sweep(spy, train, grid=grid, candidates=(10, 20))  # type: ignore[arg-type]
+    assert len(points) == 3 + 2  # 20 is already in the first stage
+    assert set(spy.queries) == {QUERIES[q] for q in TRAIN}
+    assert not set(spy.queries) & {QUERIES[q] for q in TEST}
+    chosen = best(points)
+    assert chosen.metrics["ndcg@10"] == max(p.metrics["ndcg@10"] for p in points)
