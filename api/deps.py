@@ -188,7 +188,7 @@ def checked_search(body: SearchRequest, settings: SettingsDep) -> SearchRequest:
     if len(body.query) > limits.max_query_chars:
         raise LimitExceeded(f"query longer than {limits.max_query_chars} characters", "$.query")
     if not body.query.strip():
-        raise LimitExceeded("query is blank", "$.query")
+        raise InvalidInput("query is blank", "$.query")
     if body.top_k > limits.max_top_k:
         raise LimitExceeded(f"top_k above {limits.max_top_k}", "$.top_k")
     for name in ("candidates", "rerank_depth"):

@@ -67,7 +67,7 @@ async function search() {
     top_k: Number($("top-k").value) || 10,
     explain: true,
   };
-  if ($("rerank").checked) request.rerank = true; else request.rerank = null;
+  request.rerank = $("rerank").checked;
   const filterText = $("filter").value.trim();
   if (filterText) {
     try {

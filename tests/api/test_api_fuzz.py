@@ -18,7 +18,6 @@ from api.main import create_app
 from engine.config import Settings
 
 schemathesis = pytest.importorskip("schemathesis")
-from schemathesis.python.asgi import ASGIClient, get_client  # noqa: E402
 from schemathesis.checks import (  # noqa: E402
     content_type_conformance,
     not_a_server_error,
@@ -26,6 +25,7 @@ from schemathesis.checks import (  # noqa: E402
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.python.asgi import ASGIClient, get_client  # noqa: E402
 
 MAX_EXAMPLES = 30
 CHECKS = [

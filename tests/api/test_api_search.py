@@ -174,7 +174,7 @@ def test_bm25_mode_has_no_embed_stage(search_client: TestClient) -> None:
         ({"query": "x", "top_k": 0}, 422, "validation_error", "$.top_k"),
         ({"query": "x", "candidates": 1001}, 422, "limit_exceeded", "$.candidates"),
         ({"query": "q" * 2049}, 422, "limit_exceeded", "$.query"),
-        ({"query": "   "}, 422, "limit_exceeded", "$.query"),
+        ({"query": "   "}, 422, "invalid_input", "$.query"),
         ({"query": ""}, 422, "validation_error", "$.query"),
         ({"top_k": 3}, 422, "validation_error", "$.query"),
         ({"query": "x", "mode": "fuzzy"}, 422, "validation_error", "$.mode"),

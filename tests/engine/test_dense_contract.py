@@ -7,6 +7,8 @@ implementation, and a last group checks that the two give the same answers.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,10 @@ class DenseBackend:
     def open(self, model: ModelInfo) -> DenseStore:
         if self.kind == "edge":
             return QdrantEdgeDenseStore(self.root / "edge", model)
+        if self.kind == "qdrant-server":
+            # One collection per test location, so tests do not see each other's points.
+            name = f"{COLLECTION}_{hashlib.sha1(str(self.root).encode()).hexdigest()[:12]}"
+            return QdrantDenseStore(QdrantClient(url=SERVER_URL), name, model)
         client = QdrantClient(path=str(self.root / "qdrant"))
         try:
             return QdrantDenseStore(client, COLLECTION, model)
@@ -56,7 +62,17 @@ class DenseBackend:
             raise
 
 
-BACKENDS = ["edge", "qdrant-local"]
+# The same contract against a real Qdrant server when one is given (skipped, and reported
+# as skipped, otherwise).
+SERVER_URL = os.environ.get("BRAID_TEST_QDRANT_URL")
+BACKENDS = [
+    "edge",
+    "qdrant-local",
+    pytest.param(
+        "qdrant-server",
+        marks=pytest.mark.skipif(not SERVER_URL, reason="BRAID_TEST_QDRANT_URL is not set"),
+    ),
+]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -30,10 +30,15 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def invoke(app: typer.Typer, roots: tuple[Path, Path], *args: str) -> dict[str, object]:
     datasets, data_dir = roots
+    where = [] if args[1] == "report" else ["--datasets", str(datasets)]
     result = CliRunner().invoke(
         app,
-        [*args, "--datasets", str(datasets), "--data-dir", str(data_dir), "--json"],
-        env={"BRAID_EMBEDDER__CPU_THREADS": "2", "BRAID_CHUNKING__MAX_TOKENS": "32"},
+        [*args, *where, "--data-dir", str(data_dir), "--json"],
+        env={
+            "BRAID_EMBEDDER__CPU_THREADS": "2",
+            "BRAID_CHUNKING__MAX_TOKENS": "32",
+            "BRAID_CHUNKING__OVERLAP_TOKENS": "0",
+        },
     )
     assert result.exit_code == 0, result.output
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
