@@ -116,8 +116,13 @@ def perturb(query: str, kind: str, seed: int = 0) -> str:
 
 
 def overlap_at_k(a: Sequence[str], b: Sequence[str], k: int = 10) -> float:
-    """|top-k of a ∩ top-k of b| / k."""
-    return len(set(a[:k]) & set(b[:k])) / k if k > 0 else 0.0
+    """|top-k of a ∩ top-k of b| / the longer of the two top-k lists (1 when both are empty).
+
+    Dividing by ``k`` would score two identical lists of 7 hits 0.7.
+    """
+    top_a, top_b = a[:k], b[:k]
+    longest = max(len(top_a), len(top_b))
+    return len(set(top_a) & set(top_b)) / longest if longest else 1.0
 
 
 def rbo(a: Sequence[str], b: Sequence[str], p: float = RBO_P, k: int | None = None) -> float:

@@ -27,3 +27,5 @@ def test_rbo_and_overlap() -> None:
     # depth 2, p = 0.5: X1 = 0, X2 = 2 -> (2/2)*0.25 + (0.5/0.5)*(0 + (2/2)*0.25) = 0.5
     assert rbo(["a", "b"], ["b", "a"], p=0.5) == pytest.approx(0.5)
     assert overlap_at_k(a, ["d", "a", "x", "y"], 4) == 0.5
+    assert overlap_at_k(a, a, 10) == 1.0  # short lists are not penalised
+    assert overlap_at_k(a, ["a", "b"], 10) == 0.5
