@@ -15,9 +15,9 @@ console = Console(stderr=True)
 
 SERVE_HELP = """Serve the REST API (and the search page at /) with uvicorn.
 
-In embedded mode (qdrant.mode=edge, the default) one process owns the stores: run one worker per data dir. --workers above 1 needs qdrant.mode=server (BRAID_QDRANT__MODE=server, BRAID_QDRANT__URL=...).
+In embedded mode (qdrant.mode=edge, the default) one process owns the stores, so one worker serves a data dir. More workers are only possible with qdrant.mode=server (BRAID_QDRANT__MODE=server, BRAID_QDRANT__URL=...), and they also need read-only replicas of the Tantivy index, which braid does not have yet: --workers above 1 is refused for now.
 
-API keys come from BRAID_API__KEYS (read and write) and BRAID_API__READ_KEYS (read only), as JSON lists.
+API keys come from BRAID_API__KEYS (read and write) and BRAID_API__READ_KEYS (read only), as JSON lists. Without read keys, searches are open.
 """
 
 
@@ -40,7 +40,7 @@ def serve(
         typer.Option(
             min=1,
             max=64,
-            help="worker processes; above 1 only with qdrant.mode=server (see above)",
+            help="worker processes: 1 in embedded mode (see above)",
         ),
     ] = 1,
     data_dir: Annotated[
@@ -54,6 +54,7 @@ def serve(
     import uvicorn
 
     from engine.errors import BraidError
+    from engine.locking import DataDirLock
 
     try:
         settings = Settings() if data_dir is None else Settings(data_dir=data_dir)
@@ -78,8 +79,13 @@ def serve(
         raise typer.Exit(2)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from api.main import create_app
+    from api.runtime import SERVER_ROLE
 
     try:
+        # Say who owns the data dir before uvicorn starts (the lifespan checks again).
+        probe = DataDirLock(settings.data_dir, role=SERVER_ROLE)
+        probe.acquire()
+        probe.release()
         app = create_app(settings)
     except BraidError as exc:
         console.print(f"[bold red]error:[/] {exc}")

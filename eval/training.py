@@ -37,6 +37,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -138,9 +139,9 @@ def mine_labelled(
         bm25 = _ranked_docs(searcher, text, "bm25", depth)
         dense = _ranked_docs(searcher, text, "dense", depth)
         interleaved: list[str] = []
-        for pair in zip(bm25, dense, strict=False):
+        for pair in zip_longest(bm25, dense):
             for doc in pair:
-                if doc not in relevant and doc not in interleaved and doc in corpus:
+                if doc and doc not in relevant and doc not in interleaved and doc in corpus:
                     interleaved.append(doc)
         hard = tuple(passage(corpus[d]) for d in interleaved[:negatives])
         if len(hard) < negatives:

@@ -159,7 +159,7 @@ def test_search_page_in_headless_chromium(
     assert all("sourdough" not in r for r in rows)  # filtered to source=science
     assert 'data-stage="bm25"' in dom and 'data-stage="dense"' in dom
     assert "total" in dom.split('id="timings"')[1].split("</p>")[0]
-    screenshot = tmp_path / "search-page.png"
+    screenshot = Path(os.environ.get("BRAID_SCREENSHOT_DIR", tmp_path)) / "search-page.png"
     subprocess.run(
         [str(CHROMIUM), *CHROMIUM_FLAGS, *profile, f"--screenshot={screenshot}", url],
         capture_output=True,
@@ -177,3 +177,25 @@ def test_sigterm_stops_cleanly(server: tuple[httpx.Client, Path, subprocess.Pope
     assert process.wait(timeout=60) in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in (data_dir / "server.log").read_text()
     assert not (data_dir / "braid.owner.json").exists()
+
+
+def test_serve_refuses_a_locked_data_dir_and_extra_workers(tmp_path: Path) -> None:
+    from engine.locking import DataDirLock
+
+    with DataDirLock(tmp_path, role="braid ingest"):
+        locked = subprocess.run(
+            [*braid_command(), "serve", "--data-dir", str(tmp_path), "--port", str(free_port())],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert locked.returncode == 1
+    assert "in use by braid ingest" in " ".join(locked.stderr.split())  # rich wraps lines
+    workers = subprocess.run(
+        [*braid_command(), "serve", "--data-dir", str(tmp_path), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert workers.returncode == 2
+    assert "qdrant.mode=server" in " ".join(workers.stderr.split())

@@ -53,7 +53,8 @@ def test_modes_through_the_searcher(tiny_index: EvalIndex, tiny_dataset: Path) -
         assert set(result.latency) >= {"fuse", "fetch", "total"}
     hybrid = results[2]
     assert (
-        hybrid.run.meta["params"]["rrf_k"] == 60 and hybrid.run.meta["params"]["candidates"] == 40
+        hybrid.run.meta["params"]["rrf_k"] == 60
+        and hybrid.run.meta["params"]["candidates"] == 100  # max(default, depth)
     )
     assert hybrid.run.meta["tag"].startswith("braid.tiny.train.hybrid.")
     assert "embed" in hybrid.latency and "sparse" in hybrid.latency

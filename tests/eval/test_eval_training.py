@@ -1,0 +1,131 @@
+"""Reranker training mechanics on the tiny dataset: mining, a few steps, resume, card, gate.
+
+Real training takes many minutes on a CPU; here only the wiring is checked, in a few steps.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from eval_tiny import DOCS, TRAIN, write_beir
+from typer.testing import CliRunner
+
+from eval.cli import register
+from eval.datasets import iter_corpus, load_dataset
+from eval.indexes import EvalIndex
+from eval.training import (
+    TrainConfig,
+    find_unfinished,
+    mine_labelled,
+    mine_titles,
+    split_dev,
+    train_cross_encoder,
+)
+
+
+def test_mining_excludes_judged_relevant(tiny_index: EvalIndex, tiny_dataset: Path) -> None:
+    searcher = tiny_index.workspace.engine.searcher
+    train = load_dataset(tiny_dataset, "train")
+    corpus = {d.doc_id: d for d in iter_corpus(tiny_dataset)}
+    groups = mine_labelled(searcher, train, corpus, negatives=3, depth=10)
+    assert len(groups) == sum(len(j) for j in TRAIN.values())
+    for group in groups:
+        qid = next(q for q, t in train.queries.items() if t == group.query)
+        relevant = {f"{corpus[d].title}\n{corpus[d].text}" for d in TRAIN[qid]}
+        assert group.positive in relevant
+        assert not set(group.negatives) & relevant and len(group.negatives) == 3
+    titles = mine_titles(searcher, corpus, count=4, negatives=2, depth=10, seed=1)
+    assert len(titles) == 4
+    for group in titles:
+        doc = next(d for d in corpus.values() if d.title == group.query)
+        assert group.positive == doc.text and doc.text not in group.negatives
+
+
+def test_dev_split_is_held_out(tiny_dataset: Path) -> None:
+    train, dev = split_dev(load_dataset(tiny_dataset, "train"), 0.5)
+    assert set(train.queries).isdisjoint(dev.queries)
+    assert set(train.queries) | set(dev.queries) == set(TRAIN)
+
+
+def test_train_is_resumable(tiny_index: EvalIndex, tiny_dataset: Path, tmp_path: Path) -> None:
+    searcher = tiny_index.workspace.engine.searcher
+    corpus = {d.doc_id: d for d in iter_corpus(tiny_dataset)}
+    groups = mine_labelled(searcher, load_dataset(tiny_dataset, "train"), corpus, 2, 10)
+    config = TrainConfig(
+        base="all-MiniLM-L6-v2",
+        dataset="tiny",
+        negatives=2,
+        batch_groups=2,
+        epochs=2.0,
+        max_length=64,
+        save_every=1,
+        self_supervised=0,
+    )
+    folder = tmp_path / "models" / "rerankers" / "tiny-v1"
+
+    def crash(step: int, total: int, loss: float) -> None:
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_cross_encoder(
+            groups, config, folder, record={"config_key": config.key()}, on_step=crash
+        )
+    assert find_unfinished(tmp_path, config) == folder
+    steps: list[int] = []
+    state = train_cross_encoder(groups, config, folder, on_step=lambda s, t, loss: steps.append(s))
+    assert steps[0] == 3 and state.step == state.total_steps == 3 == len(steps) + 2
+    assert len(state.losses) == state.total_steps and state.complete
+    assert (folder / "config.json").is_file() and not (folder / "checkpoint").exists()
+
+
+def test_train_command(tmp_path: Path) -> None:
+    datasets = tmp_path / "datasets"
+    write_beir(datasets / "tiny")
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "reranker",
+            "--dataset",
+            "tiny",
+            "--datasets",
+            str(datasets),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--max-steps",
+            "2",
+            "--batch-groups",
+            "2",
+            "--negatives",
+            "2",
+            "--self-supervised",
+            "4",
+            "--max-length",
+            "64",
+            "--dev-fraction",
+            "0.4",
+            "--json",
+        ],
+        env={"BRAID_EMBEDDER__CPU_THREADS": "2"},
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    model = Path(summary["model"])
+    assert model.name == "tiny-v1" and summary["steps"] == 2
+    assert summary["data"]["title"] == 4 and summary["data"]["labelled"] >= 1
+    record = json.loads((model / "training.json").read_text())
+    assert (
+        record["state"]["complete"] and record["gate"]["queries"] == summary["data"]["dev_queries"]
+    )
+    card = (model / "README.md").read_text()
+    assert "hard negatives" in card and "gate on" in card
+    # a profile naming the model exists exactly when the gate passed
+    profile = tmp_path / "data" / "profiles" / "tiny-rerank.json"
+    assert profile.is_file() == record["gate"]["passed"]
+    assert len(DOCS) == 16
