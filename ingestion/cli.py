@@ -587,3 +587,7 @@ def drop(
         emit_json({"dropped": dropped})
     else:
         console.print(f"dropped {len(dropped)} collections")
+
+
+if __name__ == "__main__":
+    main()

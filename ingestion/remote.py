@@ -19,6 +19,7 @@ from ingestion.pipeline import IngestReport, Progress
 from ingestion.readers import Record
 
 POLL_SECONDS = 0.25
+MAX_BUSY_RETRIES = 60
 
 
 def document_payload(doc: SourceDocument) -> dict[str, Any]:
@@ -83,7 +84,12 @@ class RemoteIngest:
         report: IngestReport,
         on_progress: Callable[[Progress], None] | None,
     ) -> None:
-        response = self._client.post("/v1/documents", json={"documents": batch})
+        for _ in range(MAX_BUSY_RETRIES):
+            response = self._client.post("/v1/documents", json={"documents": batch})
+            if response.status_code != 503:
+                break
+            # Queue full or not ready yet: the server says when to come back.
+            time.sleep(float(response.headers.get("Retry-After", "5")))
         if response.status_code >= 400:
             raise BackendUnavailableError(
                 f"the server refused a batch ({response.status_code}): {response.text[:500]}"

@@ -65,6 +65,28 @@ def ingest(
     _emit(report, as_json, _ingest_table)
 
 
+@bench_app.command("api")
+def api(
+    clients: Annotated[int, typer.Option(min=1, max=64, help="concurrent client threads")] = 8,
+    seconds: Annotated[float, typer.Option(min=1, max=600, help="how long the load runs")] = 20.0,
+    upsert_share: Annotated[
+        float, typer.Option(min=0, max=1, help="share of requests that upsert")
+    ] = 0.1,
+    preload: Annotated[int, typer.Option(min=1, help="documents indexed before the load")] = 1000,
+    corpus: Annotated[
+        Path, typer.Option(help="BEIR folder for documents and queries")
+    ] = DEFAULT_CORPUS,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Loopback load test of a real `braid serve`: QPS, p50/p95/p99, errors, lost documents."""
+    from eval.bench.api import run_api_bench
+
+    report = run_api_bench(Settings(), corpus, preload, clients, seconds, upsert_share)
+    _emit(report, as_json, _api_table)
+    if report["errors"] or report["lost_documents"]:
+        raise typer.Exit(1)
+
+
 def _emit(report: dict[str, Any], as_json: bool, table: Any) -> None:
     if as_json:
         sys.stdout.write(json.dumps(report) + "\n")
@@ -108,6 +130,36 @@ def _query_table(report: dict[str, Any]) -> Table:
             f"{peer['p95']['total']:.2f}",
             "",
         )
+    return table
+
+
+def _api_table(report: dict[str, Any]) -> Table:
+    table = Table(
+        title=f"API load: {report['clients']} clients, {report['seconds']} s, {report['qps']} req/s"
+    )
+    for column in ("requests", "count", "req/s", "p50 ms", "p95 ms", "p99 ms"):
+        table.add_column(column)
+    search, upsert = report["search"], report["upsert"]
+    table.add_row(
+        "search",
+        str(search["count"]),
+        f"{search['qps']}",
+        *(f"{v}" for v in search["latency_ms"].values()),
+    )
+    table.add_row(
+        "upsert (accept)",
+        str(upsert["count"]),
+        "",
+        *(f"{v}" for v in upsert["latency_ms"].values()),
+    )
+    table.add_row(
+        "errors / lost documents",
+        f"{report['errors']} / {report['lost_documents']}",
+        "",
+        "",
+        "",
+        "",
+    )
     return table
 
 

@@ -1,0 +1,220 @@
+"""``braid bench api``: a bounded loopback load test of a real ``braid serve``.
+
+A server process is started on 127.0.0.1 over a data dir pre-filled with real documents;
+N client threads send a mix of searches and upserts for T seconds; then every upsert job is
+awaited and the stores are checked: zero errors and no lost documents (ledger, Qdrant and
+Tantivy counts all equal the documents sent plus those loaded before).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from engine.config import Settings
+from eval.bench.corpus import queries
+from ingestion.documents import SourceDocument
+from ingestion.readers import read_beir
+from ingestion.service import open_workspace
+
+READY_TIMEOUT_S = 180.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": 0.0, "p95": 0.0, "p99": 0.0}
+    return {f"p{q}": round(float(np.percentile(values, q)), 2) for q in (50, 95, 99)}
+
+
+def run_api_bench(
+    base: Settings,
+    corpus: Path,
+    preload: int,
+    clients: int,
+    seconds: float,
+    upsert_share: float,
+    seed: int = 7,
+) -> dict[str, Any]:
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    settings = base.model_copy(update={"data_dir": data_dir})
+    docs = [
+        d for d in itertools.islice(read_beir(corpus), preload) if isinstance(d, SourceDocument)
+    ]
+    workspace = open_workspace(settings, role="braid bench api")
+    try:
+        workspace.pipeline.run(docs)
+    finally:
+        workspace.close()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = os.environ | {"BRAID_DATA_DIR": str(data_dir)}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ingestion.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_ready(url, server)
+        return _load(url, queries(corpus, 300), len(docs), clients, seconds, upsert_share, seed)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            stderr = server.stderr.read().decode() if server.stderr else ""
+            raise RuntimeError(f"braid serve exited with {server.returncode}: {stderr[-2000:]}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("braid serve did not become ready")
+
+
+def _load(
+    url: str,
+    texts: list[str],
+    preloaded: int,
+    clients: int,
+    seconds: float,
+    upsert_share: float,
+    seed: int,
+) -> dict[str, Any]:
+    lock = threading.Lock()
+    search_ms: list[float] = []
+    upsert_ms: list[float] = []
+    errors: list[str] = []
+    jobs: list[str] = []
+    sent_ids: list[str] = []
+    stop_at = time.monotonic() + seconds
+
+    def client(index: int) -> None:
+        rng = random.Random(seed + index)
+        counter = 0
+        with httpx.Client(base_url=url, timeout=60) as http:
+            while time.monotonic() < stop_at:
+                started = time.perf_counter()
+                if rng.random() < upsert_share:
+                    counter += 1
+                    doc_id = f"load-{index}-{counter}"
+                    body = {
+                        "documents": [
+                            {
+                                "id": doc_id,
+                                "title": "load test",
+                                "text": rng.choice(texts),
+                                "client": str(index),
+                            }
+                        ]
+                    }
+                    response = http.post("/v1/documents", json=body)
+                    elapsed = (time.perf_counter() - started) * 1e3
+                    with lock:
+                        if response.status_code == 202:
+                            upsert_ms.append(elapsed)
+                            jobs.append(response.json()["job_id"])
+                            sent_ids.append(doc_id)
+                        else:
+                            errors.append(f"upsert {response.status_code}: {response.text[:200]}")
+                else:
+                    query = {"query": rng.choice(texts), "top_k": 10, "mode": "hybrid"}
+                    response = http.post("/v1/search", json=query)
+                    elapsed = (time.perf_counter() - started) * 1e3
+                    with lock:
+                        if response.status_code == 200:
+                            search_ms.append(elapsed)
+                        else:
+                            errors.append(f"search {response.status_code}: {response.text[:200]}")
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    with httpx.Client(base_url=url, timeout=60) as http:
+        failed_jobs = _await_jobs(http, jobs)
+        stats = http.get("/v1/stats").json()
+        missing = [d for d in sent_ids if http.get(f"/v1/documents/{d}").status_code != 200]
+    expected = preloaded + len(sent_ids)
+    return {
+        "clients": clients,
+        "seconds": round(elapsed, 2),
+        "requests": len(search_ms) + len(upsert_ms) + len(errors),
+        "qps": round((len(search_ms) + len(upsert_ms)) / elapsed, 2),
+        "search": {
+            "count": len(search_ms),
+            "qps": round(len(search_ms) / elapsed, 2),
+            "latency_ms": _percentiles(search_ms),
+        },
+        "upsert": {
+            "count": len(upsert_ms),
+            "latency_ms": _percentiles(upsert_ms),
+            "failed_jobs": failed_jobs,
+        },
+        "errors": len(errors),
+        "error_samples": errors[:5],
+        "documents_expected": expected,
+        "documents": {
+            "ledger": stats["ledger"]["documents"],
+            "dense_chunks": stats["dense"]["chunks"],
+            "sparse_chunks": stats["sparse"]["chunks"],
+        },
+        "lost_documents": len(missing) + max(0, expected - stats["ledger"]["documents"]),
+        "consistent": bool(stats.get("consistent")),
+    }
+
+
+def _await_jobs(http: httpx.Client, jobs: list[str], timeout_s: float = 600.0) -> int:
+    deadline = time.monotonic() + timeout_s
+    failed = 0
+    for job_id in jobs:
+        while time.monotonic() < deadline:
+            state = http.get(f"/v1/jobs/{job_id}").json()["state"]
+            if state in ("done", "failed"):
+                failed += state == "failed"
+                break
+            time.sleep(0.2)
+    return failed
