@@ -196,7 +196,11 @@ def run_command(
             data, results, comparisons, index_state=index.state, profile=profile
         )
         if save:
-            name = f"{data.split}-{profile or 'default'}" + (f"-limit{limit}" if limit else "")
+            name = (
+                f"{data.split}-{profile or 'default'}"
+                + (f"-reranker-{Path(reranker).name}" if reranker else "")
+                + (f"-limit{limit}" if limit else "")
+            )
             document["result_file"] = str(save_result(document, index.data_dir / "results", name))
     except BraidError as exc:
         raise _fail(str(exc)) from exc

@@ -91,7 +91,7 @@ def plot_quality_latency(
     metric: str = "ndcg@10",
 ) -> Path | None:
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(7, 5))
     drawn = False
     if points:
         ax.scatter(
@@ -130,7 +130,7 @@ def plot_quality_latency(
     ax.set_ylabel(metric)
     ax.set_title("quality vs latency")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

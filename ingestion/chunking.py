@@ -65,6 +65,11 @@ class TokenChunker:
     def limit(self) -> int:
         return self._limit
 
+    @property
+    def fingerprint(self) -> str:
+        """What decides where chunks are cut: documents chunked otherwise must be re-chunked."""
+        return f"v1:max={self._limit}:overlap={self._overlap}:prefix={self._prefix!r}"
+
     def count(self, text: str) -> int:
         """Tokens the model sees for ``text`` with the passage prefix, special tokens included."""
         return len(self._fast.encode(self._prefix + text, add_special_tokens=True).ids)

@@ -31,6 +31,7 @@ from ingestion.ledger import Ledger
 from ingestion.readers import Record
 
 DELETED_CHUNKS_KEY = "deleted_chunks_since_compaction"
+CHUNKING_KEY = "chunking"
 # Compact Tantivy once deleted chunks reach this share of live ones (BM25 statistics still
 # count deleted documents until their segment is rewritten).
 COMPACTION_RATIO = 0.2
@@ -99,6 +100,7 @@ class IngestPipeline:
         self.chunker = chunker
         self.batch_size = batch_size
         self.commit_every = commit_every
+        self._rechunk_all = False
 
     # -- recovery, deletes, maintenance -------------------------------------------------
 
@@ -168,6 +170,10 @@ class IngestPipeline:
         started = time.perf_counter()
         report = IngestReport()
         self.recover()
+        # Chunking settings changed since the stored chunks were cut: nothing is unchanged.
+        self._rechunk_all = self.ledger.get_meta(CHUNKING_KEY, self.chunker.fingerprint) != (
+            self.chunker.fingerprint
+        )
         batches: queue.Queue[object] = queue.Queue(maxsize=4)
         encoded: queue.Queue[object] = queue.Queue(maxsize=4)
         stop = threading.Event()
@@ -221,6 +227,8 @@ class IngestPipeline:
             writer.join()
         if failures:
             raise failures[0]
+        if not (strict and report.errors):
+            self.ledger.set_meta(CHUNKING_KEY, self.chunker.fingerprint)
         self._after_load(report)
         report.stopped_early = strict and bool(report.errors)
         report.seconds = time.perf_counter() - started
@@ -293,6 +301,7 @@ class IngestPipeline:
                 and entry.content_hash == doc.content_hash
                 and entry.model_id == model.model_id
                 and entry.model_version == model.version
+                and not self._rechunk_all
             ):
                 skipped += 1
                 continue

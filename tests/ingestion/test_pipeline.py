@@ -19,7 +19,7 @@ from ingest_helpers import (
     write_jsonl,
 )
 
-from engine.filters import parse_filter
+from engine.filters import FilterExpr, parse_filter
 from engine.locking import DataDirLock
 from engine.models import point_id_for
 from engine.sparse.tantivy_store import TantivySparseStore
@@ -27,6 +27,14 @@ from ingestion.documents import SourceDocument
 from ingestion.readers import read_jsonl
 
 SAMPLE_IDS = [str(row["id"]) for row in sample_rows()]
+
+
+def expr(raw: dict[str, object]) -> FilterExpr:
+    parsed = parse_filter(raw)
+    assert parsed is not None
+    return parsed
+
+
 GLACIER_TEXT = (
     "Glaciers form where snow accumulates faster than it melts, year after year. "
     "The weight of the snow compresses the lower layers into dense glacial ice. "
@@ -73,7 +81,10 @@ def test_sample_ingest_counts_agree_and_rerun_does_no_work(
 def test_changed_document_replaces_its_old_chunks_everywhere(
     open_ws: WorkspaceOpener, tmp_path: Path
 ) -> None:
-    rows = [*sample_rows(), {"id": "glaciers", "title": "Glaciers", "text": GLACIER_TEXT}]
+    rows: list[dict[str, object]] = [
+        *sample_rows(),
+        {"id": "glaciers", "title": "Glaciers", "text": GLACIER_TEXT},
+    ]
     ws = open_ws(tmp_path / "data", policy=SMALL_CHUNKS)
     first = ws.pipeline.run(read_jsonl(write_jsonl(tmp_path / "v1.jsonl", rows)))
     assert first.errors == []
@@ -111,7 +122,7 @@ def test_changed_document_replaces_its_old_chunks_everywhere(
     response = ws.engine.searcher.search("marmalade zeppelin", top_k=3, rerank=False)
     assert response.hits[0].doc_id == "glaciers"
     # The metadata change reached both stores' filters.
-    year_2031 = parse_filter({"year": 2031})
+    year_2031 = expr({"year": 2031})
     assert dense.doc_ids(year_2031) == sparse.doc_ids(year_2031) == {"espresso"}
 
 
@@ -181,13 +192,13 @@ def test_delete_by_id_and_by_filter_removes_from_both_stores_and_ledger(
 
     # sample.jsonl: espresso is the last kitchen document; 2016-2018 are photosynthesis,
     # saturn-rings and inverted-index.
-    assert pipeline.delete_by_filter(parse_filter({"source": "kitchen"})) == ["espresso"]
-    assert pipeline.delete_by_filter(parse_filter({"year": {"$lt": 2019}})) == [
+    assert pipeline.delete_by_filter(expr({"source": "kitchen"})) == ["espresso"]
+    assert pipeline.delete_by_filter(expr({"year": {"$lt": 2019}})) == [
         "inverted-index",
         "photosynthesis",
         "saturn-rings",
     ]
-    assert pipeline.delete_by_filter(parse_filter({"source": "kitchen"})) == []
+    assert pipeline.delete_by_filter(expr({"source": "kitchen"})) == []
     remaining = set(SAMPLE_IDS) - {
         "sourdough",
         "espresso",
