@@ -101,14 +101,16 @@ def _with_reranker(settings: Settings, reranker: str | None) -> Settings:
 
 
 def _open(folder: Path, settings: Settings, index_dir: Path | None, quiet: bool) -> Any:
+    from eval.datasets import count_corpus
     from eval.indexes import open_index
 
+    total = count_corpus(folder)
     with _progress(f"ingest {folder.name}", quiet) as update:
         return open_index(
             folder,
             settings,
             index_dir,
-            on_progress=lambda p: update(p.documents + p.skipped, 0),
+            on_progress=lambda p: update(p.documents + p.skipped + p.errors, total),
         )
 
 
@@ -714,6 +716,9 @@ def train_reranker_command(
     epochs: Annotated[float, typer.Option(min=0.01)] = 1.0,
     batch_groups: Annotated[int, typer.Option(min=1, help="groups per optimiser step")] = 4,
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 5e-5,
+    head_lr_scale: Annotated[
+        float, typer.Option(help="learning-rate multiplier of the new classification head")
+    ] = 1.0,
     max_length: Annotated[int, typer.Option(min=16, help="tokens per (query, passage) pair")] = 256,
     max_steps: Annotated[int | None, typer.Option(min=1, help="stop after N steps")] = None,
     save_every: Annotated[int, typer.Option(min=1, help="checkpoint every N steps")] = 50,
@@ -774,6 +779,7 @@ def train_reranker_command(
         max_steps=max_steps,
         save_every=save_every,
         gate_rerank_depth=gate_depth,
+        head_lr_scale=head_lr_scale,
     )
     resumed = find_unfinished(settings.data_dir, config)
     out_dir = resumed or next_version_dir(settings.data_dir, labelled.name)

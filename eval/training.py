@@ -68,6 +68,7 @@ class TrainConfig:
     max_steps: int | None = None  # stop early (tests, smoke runs)
     save_every: int = 50
     gate_rerank_depth: int = 30
+    head_lr_scale: float = 1.0  # learning-rate multiplier of the classifier head and pooler
 
     def key(self) -> str:
         """Hash of what decides the result (not max_steps/save_every), to match unfinished runs."""
@@ -240,7 +241,18 @@ def train_cross_encoder(
     total = max(1, math.ceil(steps_per_epoch * config.epochs))
     if config.max_steps is not None:
         total = min(total, config.max_steps)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=0.01)
+    # The classification head starts random and the bi-encoder's CLS/pooler path was never
+    # trained for scoring (it used mean pooling): give the head a larger learning rate.
+    head = [p for n, p in network.named_parameters() if n.startswith(("classifier", "bert.pooler"))]
+    head_ids = {id(p) for p in head}
+    body = [p for p in network.parameters() if id(p) not in head_ids]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": body, "lr": config.lr},
+            {"params": head, "lr": config.lr * config.head_lr_scale},
+        ],
+        weight_decay=0.01,
+    )
     scheduler = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
         optimizer, int(total * config.warmup), total
     )

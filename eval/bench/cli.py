@@ -28,6 +28,9 @@ def query(
         int, typer.Option("--docs", help="chunks in the benchmark index", min=100)
     ] = 100_000,
     queries: Annotated[int, typer.Option(help="queries per mode", min=10)] = 300,
+    real_vectors: Annotated[
+        int, typer.Option(help="passages embedded by the model; the rest get composed vectors")
+    ] = 32_768,
     corpus: Annotated[
         Path, typer.Option(help="BEIR folder scaled up into the index")
     ] = DEFAULT_CORPUS,
@@ -43,7 +46,7 @@ def query(
     base = _settings(data_dir)
     settings = base.model_copy(update={"data_dir": base.data_dir / f"bench-query-{docs}"})
     console.print(f"benchmark index: {settings.data_dir} (built once, then reused)")
-    report = run_query_bench(settings, corpus, docs, queries, with_peer=peer)
+    report = run_query_bench(settings, corpus, docs, queries, real_vectors, with_peer=peer)
     _emit(report, as_json, _query_table)
 
 
