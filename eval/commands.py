@@ -718,7 +718,7 @@ def train_reranker_command(
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 5e-5,
     head_lr_scale: Annotated[
         float, typer.Option(help="learning-rate multiplier of the new classification head")
-    ] = 1.0,
+    ] = 20.0,
     max_length: Annotated[int, typer.Option(min=16, help="tokens per (query, passage) pair")] = 256,
     max_steps: Annotated[int | None, typer.Option(min=1, help="stop after N steps")] = None,
     save_every: Annotated[int, typer.Option(min=1, help="checkpoint every N steps")] = 50,

@@ -68,7 +68,7 @@ class TrainConfig:
     max_steps: int | None = None  # stop early (tests, smoke runs)
     save_every: int = 50
     gate_rerank_depth: int = 30
-    head_lr_scale: float = 1.0  # learning-rate multiplier of the classifier head and pooler
+    head_lr_scale: float = 20.0  # learning-rate multiplier of the classifier head and pooler
 
     def key(self) -> str:
         """Hash of what decides the result (not max_steps/save_every), to match unfinished runs."""
@@ -344,7 +344,8 @@ def write_card(folder: Path, record: dict[str, Any]) -> Path:
         f"from braid's own BM25 and dense retrieval (top {cfg['mining_depth']}), judged-relevant "
         "documents excluded",
         f"- steps: {state['step']} of {state['total_steps']} ({cfg['epochs']} epochs, "
-        f"{cfg['batch_groups']} groups per step, lr {cfg['lr']}, max_length {cfg['max_length']}), "
+        f"{cfg['batch_groups']} groups per step, lr {cfg['lr']}, head lr x"
+        f"{cfg.get('head_lr_scale', 1.0):g}, max_length {cfg['max_length']}), "
         f"{state['seconds'] / 60:.1f} minutes on {record.get('device', 'cpu')}",
         f"- loss: {head:.4f} (first 20 steps) -> {tail:.4f} (last 20); chance level "
         f"{math.log(1 + cfg['negatives']):.4f}",
