@@ -131,6 +131,11 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Path("braid-data")
+    profile: str | None = Field(
+        default=None,
+        description="a tuned profile in <data_dir>/profiles/<name>.json (BRAID_PROFILE), from "
+        "`braid eval sweep`; its fusion and reranking values override these settings",
+    )
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     reranker: RerankerSettings = Field(default_factory=RerankerSettings)
     qdrant: QdrantSettings = Field(default_factory=QdrantSettings)

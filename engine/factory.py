@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from engine.config import Settings
 from engine.errors import BackendUnavailableError, BraidError
+from engine.profiles import with_profile
 from engine.protocols import DenseStore, Embedder, Reranker, SparseStore
 from engine.searcher import HybridSearcher, SearchDefaults
 
@@ -140,6 +141,7 @@ def build_engine(settings: Settings, *, read_only: bool = False) -> Engine:
         ModelMismatchError: the dense store was built with another embedding model.
         IndexLockedError: another process writes the stores.
     """
+    settings = with_profile(settings)
     embedder = build_embedder(settings)
     dense = build_dense_store(settings, embedder)
     try:

@@ -149,9 +149,9 @@ def run_command(
     as_json: JsonOption = False,
 ) -> None:
     """Evaluate modes on one split: metrics, anchors, significance, latency per stage."""
+    from engine.profiles import apply_profile, load_profile
     from eval.datasets import load_dataset, resolve_dataset
     from eval.evaluation import evaluate_mode, result_document, save_result, significance
-    from eval.profiles import apply_profile, load_profile
     from eval.runs import DEFAULT_MODES, MODES, RunParams, split_mode
 
     settings = _settings(data_dir)
@@ -314,6 +314,7 @@ def sweep_command(
     as_json: JsonOption = False,
 ) -> None:
     """Tune RRF k, weights, convex alpha and depth on the train split; report once on test."""
+    from engine.profiles import save_profile
     from engine.searcher import HybridSearcher
     from eval.caching import CachingEmbedder
     from eval.datasets import load_dataset, resolve_dataset
@@ -323,7 +324,6 @@ def sweep_command(
         significance,
         with_mode_name,
     )
-    from eval.profiles import save_profile
     from eval.runs import RunParams
     from eval.sweep import CANDIDATES, best, first_stage_grid, profile_from, run_sweep
 
@@ -588,8 +588,8 @@ def _load_for_study(
     datasets: Path | None,
     settings: Settings,
 ) -> tuple[Any, Path, Settings]:
+    from engine.profiles import apply_profile, load_profile
     from eval.datasets import load_dataset, resolve_dataset
-    from eval.profiles import apply_profile, load_profile
 
     try:
         if profile:
@@ -647,7 +647,7 @@ def compare_command(
             )
         try:
             if prof:
-                from eval.profiles import apply_profile, load_profile
+                from engine.profiles import apply_profile, load_profile
 
                 settings = apply_profile(settings, load_profile(base.data_dir, prof))
         except BraidError as exc:
@@ -732,11 +732,11 @@ def train_reranker_command(
 ) -> None:
     """Fine-tune a CrossEncoder with hard negatives from our own index; gate it on held-out dev."""
     from engine.devices import resolve_device
+    from engine.profiles import save_profile
     from engine.reranker import CrossEncoderReranker
     from engine.searcher import HybridSearcher
     from eval.datasets import iter_corpus, load_dataset, resolve_dataset
     from eval.evaluation import evaluate_mode
-    from eval.profiles import save_profile
     from eval.runs import RunParams
     from eval.stats import compare
     from eval.training import (

@@ -146,7 +146,7 @@ def profile_from(
     reranker_model: str | None = None,
     embedding_model: dict[str, object] | None = None,
 ) -> dict[str, object]:
-    """The profile JSON for a chosen point (see ``eval.profiles``)."""
+    """The profile JSON for a chosen point (see ``engine.profiles``)."""
     p = point.params
     return {
         "fusion": p.fusion,

@@ -231,6 +231,12 @@ def search(
         typer.Option("--filter", help='metadata filter, e.g. \'{"year": {"$gte": 2020}}\''),
     ] = None,
     no_rerank: Annotated[bool, typer.Option("--no-rerank", help="skip the cross-encoder")] = False,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile", help="a tuned profile from `braid eval sweep` (env BRAID_PROFILE)"
+        ),
+    ] = None,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -246,6 +252,8 @@ def search(
     except BraidError as exc:
         raise fail(f"--filter: {exc}", 2) from exc
     settings = load_settings(data_dir)
+    if profile is not None:
+        settings = settings.model_copy(update={"profile": profile})
     # Edge and Tantivy are single-process: hold the data dir while searching it, or, when a
     # server holds it, ask the server.
     lock = DataDirLock(settings.data_dir, role="braid search")

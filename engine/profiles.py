@@ -7,7 +7,9 @@ A profile is ``<data-dir>/profiles/<name>.json`` written by ``braid eval sweep``
      "tuned_on": {"dataset": "scifact", "split": "train", "metric": "ndcg@10", ...}}
 
 ``load_profile`` reads one, ``apply_profile`` returns ``Settings`` with the profile's values in
-``fusion`` and ``reranker``: the CLI, the API and ``braid eval run --profile`` use the same pair.
+``fusion`` and ``reranker``: ``braid search --profile``, the API (``BRAID_PROFILE``) and
+``braid eval run --profile`` use the same pair, through ``Settings.profile`` and
+``with_profile``.
 A ``reranker_model`` of ``null`` leaves the configured reranker as it is.
 """
 
@@ -100,3 +102,14 @@ def apply_profile(settings: Settings, profile: Mapping[str, Any]) -> Settings:
         )
     except ValueError as exc:  # pydantic's ValidationError
         raise ProfileError(f"profile values rejected: {exc}") from exc
+
+
+def with_profile(settings: Settings) -> Settings:
+    """``settings`` with ``settings.profile`` applied (unchanged when none is named).
+
+    Raises:
+        ProfileError: the named profile is missing or invalid.
+    """
+    if not settings.profile:
+        return settings
+    return apply_profile(settings, load_profile(settings.data_dir, settings.profile))
