@@ -56,7 +56,17 @@ LimitOption = Annotated[
 
 
 def _settings(data_dir: Path | None) -> Settings:
+    """Settings from the environment; ``BRAID_PROFILE`` is applied later, against this data dir
+    (``eval.indexes.index_settings``), and ``--profile`` on top of it."""
     return Settings(data_dir=data_dir) if data_dir is not None else Settings()
+
+
+def _apply_named(settings: Settings, name: str) -> Settings:
+    """``--profile NAME`` on top of any ``BRAID_PROFILE``, both from the main data dir."""
+    from engine.profiles import apply_profile, load_profile, with_profile
+
+    named = apply_profile(with_profile(settings), load_profile(settings.data_dir, name))
+    return named.model_copy(update={"profile": None})
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -149,15 +159,15 @@ def run_command(
     as_json: JsonOption = False,
 ) -> None:
     """Evaluate modes on one split: metrics, anchors, significance, latency per stage."""
-    from engine.profiles import apply_profile, load_profile
     from eval.datasets import load_dataset, resolve_dataset
     from eval.evaluation import evaluate_mode, result_document, save_result, significance
     from eval.runs import DEFAULT_MODES, MODES, RunParams, split_mode
 
     settings = _settings(data_dir)
+    profile = profile or settings.profile  # --profile, else BRAID_PROFILE
     try:
         if profile:
-            settings = apply_profile(settings, load_profile(settings.data_dir, profile))
+            settings = _apply_named(settings.model_copy(update={"profile": None}), profile)
         settings = _with_reranker(settings, reranker)
         folder = resolve_dataset(dataset, datasets)
         data = load_dataset(folder, split)
@@ -588,12 +598,11 @@ def _load_for_study(
     datasets: Path | None,
     settings: Settings,
 ) -> tuple[Any, Path, Settings]:
-    from engine.profiles import apply_profile, load_profile
     from eval.datasets import load_dataset, resolve_dataset
 
     try:
         if profile:
-            settings = apply_profile(settings, load_profile(settings.data_dir, profile))
+            settings = _apply_named(settings, profile)
         settings = _with_reranker(settings, reranker)
         folder = resolve_dataset(dataset, datasets)
         data = load_dataset(folder, split)
@@ -647,9 +656,7 @@ def compare_command(
             )
         try:
             if prof:
-                from engine.profiles import apply_profile, load_profile
-
-                settings = apply_profile(settings, load_profile(base.data_dir, prof))
+                settings = _apply_named(settings, prof)
         except BraidError as exc:
             raise _fail(str(exc), 2) from exc
         settings = _with_reranker(settings, rr)
@@ -724,6 +731,10 @@ def train_reranker_command(
     save_every: Annotated[int, typer.Option(min=1, help="checkpoint every N steps")] = 50,
     dev_fraction: Annotated[float, typer.Option(help="train queries held out for the gate")] = 0.1,
     gate_depth: Annotated[int, typer.Option(min=1, help="rerank depth of the gate")] = 30,
+    gate_p: Annotated[
+        float,
+        typer.Option(help="the gain on dev must be significant at this level (randomisation)"),
+    ] = 0.05,
     seed: Annotated[int, typer.Option()] = 13,
     data_dir: DataDirOption = None,
     index_dir: IndexDirOption = None,
@@ -854,7 +865,8 @@ def train_reranker_command(
             reranked.scores["ndcg@10"],
             first.scores["ndcg@10"],
         )
-        passed = test.delta > 0
+        # "Beats the first stage" means a gain the paired test does not put down to chance.
+        passed = test.delta > 0 and test.p_randomisation < gate_p
         record["gate"] = {
             "queries": len(dev.queries),
             "rerank_depth": gate_depth,
@@ -862,6 +874,7 @@ def train_reranker_command(
             "reranked": reranked.means["ndcg@10"],
             "delta": test.delta,
             "p_randomisation": test.p_randomisation,
+            "required_p": gate_p,
             "passed": passed,
         }
         if passed:

@@ -32,8 +32,16 @@ def default_index_dir(data_dir: Path, dataset_name: str) -> Path:
 
 
 def index_settings(settings: Settings, index_dir: Path) -> Settings:
-    """The same settings, pointed at the dataset's own data dir."""
-    return settings.model_copy(update={"data_dir": index_dir})
+    """The same settings, pointed at the dataset's own data dir.
+
+    A named profile (``Settings.profile``) is applied by the caller against the main data dir;
+    it is cleared here so the engine does not look for it inside the index's data dir.
+    """
+    if settings.profile:
+        from engine.profiles import with_profile
+
+        settings = with_profile(settings)
+    return settings.model_copy(update={"data_dir": index_dir, "profile": None})
 
 
 @dataclass

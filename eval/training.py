@@ -11,7 +11,8 @@ Data (``build_groups``), one group = a query, one positive passage, ``negatives`
 
 A slice of the train queries (``dev_fraction``, chosen by a hash of the query id) is held out
 before mining: the gate compares first-stage hybrid with hybrid + the new reranker on it, and the
-model is only recommended (a profile naming it is written) if it is better there.
+model is only recommended (a profile naming it is written) if it is better there, by a margin
+the paired randomisation test does not put down to chance (``--gate-p``, default 0.05).
 
 Loss: listwise softmax cross-entropy over each group (the positive against its own hard
 negatives), which is what sentence-transformers' ``MultipleNegativesRankingLoss`` computes without

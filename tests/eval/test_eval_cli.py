@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -28,7 +29,9 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return datasets, tmp_path_factory.mktemp("cli-data")
 
 
-def invoke(app: typer.Typer, roots: tuple[Path, Path], *args: str) -> dict[str, object]:
+def invoke(
+    app: typer.Typer, roots: tuple[Path, Path], *args: str, profile: str | None = None
+) -> dict[str, Any]:
     datasets, data_dir = roots
     where = [] if args[1] == "report" else ["--datasets", str(datasets)]
     result = CliRunner().invoke(
@@ -38,6 +41,7 @@ def invoke(app: typer.Typer, roots: tuple[Path, Path], *args: str) -> dict[str, 
             "BRAID_EMBEDDER__CPU_THREADS": "2",
             "BRAID_CHUNKING__MAX_TOKENS": "32",
             "BRAID_CHUNKING__OVERLAP_TOKENS": "0",
+            "BRAID_PROFILE": profile,
         },
     )
     assert result.exit_code == 0, result.output
@@ -99,6 +103,9 @@ def test_run_sweep_report_compare(
 
     tuned = invoke(app, roots, "eval", "run", "tiny", "--profile", "tiny-tuned", "--mode", "hybrid")
     assert tuned["profile"] == "tiny-tuned"
+    # BRAID_PROFILE (read from the main data dir) gives the same parameters as --profile
+    from_env = invoke(app, roots, "eval", "run", "tiny", "--mode", "hybrid", profile="tiny-tuned")
+    assert from_env["modes"]["hybrid"]["params"] == tuned["modes"]["hybrid"]["params"]
 
     report = invoke(app, roots, "eval", "report", "tiny")
     names = {Path(f).name for f in report["files"]}
