@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -28,7 +28,9 @@ from engine.models import Hit, SearchMode, SearchResponse
 from ingestion import pipeline as pipeline_module
 from ingestion.readers import read_inputs
 from ingestion.remote import RemoteIngest
-from ingestion.service import open_workspace
+from ingestion.service import Workspace, open_workspace
+
+T = TypeVar("T")
 
 app = typer.Typer(
     name="braid",
@@ -364,13 +366,22 @@ def main() -> None:
     app()
 
 
-def _open_for_write(data_dir: Path | None, role: str) -> Any:
-    from ingestion.service import open_workspace
-
+def _open_for_write(data_dir: Path | None, role: str) -> Workspace:
     try:
         return open_workspace(load_settings(data_dir), role=role)
     except BraidError as exc:
         raise fail(str(exc)) from exc
+
+
+def _in_workspace(data_dir: Path | None, role: str, action: Callable[[Workspace], T]) -> T:
+    """Run ``action`` on the data dir as its owner; engine errors exit 1 with their message."""
+    workspace = _open_for_write(data_dir, role)
+    try:
+        return action(workspace)
+    except BraidError as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        workspace.close()
 
 
 @app.command()
@@ -391,19 +402,17 @@ def delete(
         raise fail(f"--filter is not valid JSON: {exc}", 2) from exc
     except BraidError as exc:
         raise fail(f"--filter: {exc}", 2) from exc
-    workspace = _open_for_write(data_dir, "braid delete")
-    try:
+
+    def run(workspace: Workspace) -> list[str]:
         if expr is not None:
-            deleted = workspace.pipeline.delete_by_filter(expr)
-            missing: list[str] = []
+            found = workspace.pipeline.delete_by_filter(expr)
         else:
-            deleted = workspace.pipeline.delete(doc_ids or [])
-            missing = sorted(set(doc_ids or []) - set(deleted))
+            found = workspace.pipeline.delete(doc_ids or [])
         workspace.pipeline.maybe_compact()
-    except BraidError as exc:
-        raise fail(str(exc)) from exc
-    finally:
-        workspace.close()
+        return found
+
+    deleted = _in_workspace(data_dir, "braid delete", run)
+    missing = [] if expr is not None else sorted(set(doc_ids or []) - set(deleted))
     if as_json:
         emit_json({"deleted": deleted, "not_found": missing})
     else:
@@ -429,7 +438,7 @@ def stats(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     try:
         settings = workspace.settings
         model = workspace.engine.embedder.info
-        report = {
+        report: dict[str, Any] = {
             "data_dir": str(settings.data_dir),
             "dense": {
                 "backend": settings.qdrant.mode,
@@ -471,17 +480,15 @@ def stats(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
 @app.command()
 def optimize(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Compact Tantivy (drop deleted documents from BM25 statistics) and build Qdrant's indexes."""
-    workspace = _open_for_write(data_dir, "braid optimize")
-    try:
+
+    def run(workspace: Workspace) -> dict[str, int]:
         workspace.pipeline.optimize()
-        result = {
+        return {
             "dense_chunks": workspace.engine.dense.count(),
             "sparse_chunks": workspace.engine.sparse.count(),
         }
-    except BraidError as exc:
-        raise fail(str(exc)) from exc
-    finally:
-        workspace.close()
+
+    result = _in_workspace(data_dir, "braid optimize", run)
     if as_json:
         emit_json(result)
     else:
@@ -503,13 +510,7 @@ def reindex(
     """
     from ingestion.versions import reindex as run_reindex
 
-    workspace = _open_for_write(data_dir, "braid reindex")
-    try:
-        result = run_reindex(workspace, model)
-    except BraidError as exc:
-        raise fail(str(exc)) from exc
-    finally:
-        workspace.close()
+    result = _in_workspace(data_dir, "braid reindex", lambda ws: run_reindex(ws, model))
     if as_json:
         emit_json(result)
     else:
@@ -523,13 +524,7 @@ def collections(data_dir: DataDirOption = None, as_json: JsonOption = False) -> 
     """The collections built per embedding model version, and which one searches use."""
     from ingestion.versions import collections as list_collections
 
-    workspace = _open_for_write(data_dir, "braid collections")
-    try:
-        found = list_collections(workspace)
-    except BraidError as exc:
-        raise fail(str(exc)) from exc
-    finally:
-        workspace.close()
+    found = _in_workspace(data_dir, "braid collections", list_collections)
     if as_json:
         emit_json({"collections": found})
         return
@@ -558,13 +553,7 @@ def promote(
     """Switch the search alias to another model's collection, atomically."""
     from ingestion.versions import promote_collection
 
-    workspace = _open_for_write(data_dir, "braid promote")
-    try:
-        result = promote_collection(workspace, collection)
-    except BraidError as exc:
-        raise fail(str(exc)) from exc
-    finally:
-        workspace.close()
+    result = _in_workspace(data_dir, "braid promote", lambda ws: promote_collection(ws, collection))
     if as_json:
         emit_json(result)
     else:
@@ -584,13 +573,7 @@ def drop(
     """Delete model collections that the alias no longer serves."""
     from ingestion.versions import drop_collections
 
-    workspace = _open_for_write(data_dir, "braid drop")
-    try:
-        dropped = drop_collections(workspace, names)
-    except BraidError as exc:
-        raise fail(str(exc)) from exc
-    finally:
-        workspace.close()
+    dropped = _in_workspace(data_dir, "braid drop", lambda ws: drop_collections(ws, names))
     if as_json:
         emit_json({"dropped": dropped})
     else:
