@@ -28,7 +28,7 @@ from engine.protocols import DenseStore, Embedder, SparseStore, Vectors
 from ingestion.chunking import TokenChunker
 from ingestion.documents import InputError, SourceDocument
 from ingestion.ledger import Ledger
-from ingestion.readers import Record
+from ingestion.readers import Record, without_duplicates
 
 DELETED_CHUNKS_KEY = "deleted_chunks_since_compaction"
 CHUNKING_KEY = "chunking"
@@ -244,7 +244,6 @@ class IngestPipeline:
         lock: threading.Lock,
         progress: Callable[[], None],
     ) -> None:
-        seen: dict[str, str] = {}
         pending: list[SourceDocument] = []
         window = self.batch_size * 4  # chunks per hand-off: enough to group by length
 
@@ -258,7 +257,7 @@ class IngestPipeline:
                 pending.clear()
 
         chunk_estimate = 0
-        for record in records:
+        for record in without_duplicates(records):
             if stop.is_set():
                 break
             if isinstance(record, InputError):
@@ -267,16 +266,6 @@ class IngestPipeline:
                 if strict:
                     break
                 continue
-            first = seen.get(record.doc_id)
-            if first is not None:
-                with lock:
-                    report.errors.append(
-                        f"{record.origin}: duplicate id {record.doc_id!r} (first at {first})"
-                    )
-                if strict:
-                    break
-                continue
-            seen[record.doc_id] = record.origin
             pending.append(record)
             chunk_estimate += 1 + len(record.text) // 1000
             if chunk_estimate >= window:

@@ -127,6 +127,22 @@ def read_tree(root: Path) -> Iterator[Record]:
         yield SourceDocument(relative, content, title, metadata, origin=str(path))
 
 
+def without_duplicates(records: Iterable[Record]) -> Iterator[Record]:
+    """Pass records through; a document whose id was already seen in this run becomes an error
+    naming both places (the first copy wins)."""
+    seen: dict[str, str] = {}
+    for record in records:
+        if isinstance(record, SourceDocument):
+            first = seen.get(record.doc_id)
+            if first is not None:
+                yield InputError(
+                    record.origin, f"duplicate id {record.doc_id!r} (first at {first})"
+                )
+                continue
+            seen[record.doc_id] = record.origin
+        yield record
+
+
 def read_inputs(paths: Iterable[str]) -> Iterator[Record]:
     """Records from every input: ``-`` (stdin JSONL), a BEIR folder, a tree, or a JSONL file."""
     for name in paths:

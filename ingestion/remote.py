@@ -16,7 +16,7 @@ import httpx
 from engine.errors import BackendUnavailableError
 from ingestion.documents import InputError, SourceDocument
 from ingestion.pipeline import IngestReport, Progress
-from ingestion.readers import Record
+from ingestion.readers import Record, without_duplicates
 
 POLL_SECONDS = 0.25
 MAX_BUSY_RETRIES = 60
@@ -46,23 +46,14 @@ class RemoteIngest:
     ) -> IngestReport:
         started = time.perf_counter()
         report = IngestReport()
-        seen: dict[str, str] = {}
         batch: list[dict[str, Any]] = []
         try:
-            for record in records:
+            for record in without_duplicates(records):
                 if isinstance(record, InputError):
                     report.errors.append(str(record))
                     if strict:
                         break
                     continue
-                if record.doc_id in seen:
-                    report.errors.append(
-                        f"{record.origin}: duplicate id {record.doc_id!r} (first at {seen[record.doc_id]})"
-                    )
-                    if strict:
-                        break
-                    continue
-                seen[record.doc_id] = record.origin
                 batch.append(document_payload(record))
                 if len(batch) >= self._batch_size:
                     self._send(batch, report, on_progress)
