@@ -8,6 +8,7 @@ tokenizer and truncation are those of the CrossEncoder folder.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +25,11 @@ _EXPORT_LOCK = threading.Lock()
 
 
 def export_onnx(folder: Path, *, quantized: bool) -> Path:
-    """Export the sequence-classification model in ``folder`` (once) and return the file."""
+    """Export the sequence-classification model in ``folder`` (once) and return the file.
+
+    Batch size and sequence length stay dynamic; a test checks the scores against torch's on
+    batches of different lengths.
+    """
     target = folder / ONNX_DIR / (INT8_FILE if quantized else FP32_FILE)
     if target.is_file():
         return target
@@ -32,13 +37,15 @@ def export_onnx(folder: Path, *, quantized: bool) -> Path:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     with _EXPORT_LOCK:
-        fp32 = folder / ONNX_DIR / FP32_FILE
+        fp32 = target.parent / FP32_FILE
         if not fp32.is_file():
             fp32.parent.mkdir(parents=True, exist_ok=True)
             model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
             tokenizer = AutoTokenizer.from_pretrained(folder)
             sample = tokenizer([("query", "passage")], return_tensors="pt")
-            names = list(sample.keys())
+            # Positional inputs must follow forward()'s order (input_ids, attention_mask,
+            # token_type_ids), not the tokenizer's (which puts token_type_ids second).
+            names = [n for n in inspect.signature(model.forward).parameters if n in sample]
             axes = {name: {0: "batch", 1: "sequence"} for name in names}
             torch.onnx.export(
                 model,
