@@ -19,8 +19,9 @@ class CrossEncoderReranker:
     """Scores (query, passage) pairs jointly; batched; CUDA + fp16 when present.
 
     ``backend="onnx"``/``"onnx-int8"`` export the model once to an ONNX file in its folder
-    (int8: dynamically quantised) and run it on onnxruntime's CPU provider, several times
-    faster than torch on a CPU (``engine.onnx_reranker``).
+    (int8: dynamically quantised) and run it on onnxruntime's CPU provider
+    (``engine.onnx_reranker``). Measured here (2 cores, 30 SciFact pairs, 256 tokens):
+    torch 31 pairs/s, ONNX fp32 21, ONNX int8 29; choose by measuring on the target CPU.
     """
 
     def __init__(
