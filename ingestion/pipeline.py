@@ -77,6 +77,7 @@ class _Batch:
     docs: list[SourceDocument]
     chunks: list[Chunk]
     replaced: int  # documents whose previous version is being replaced
+    replaced_chunks: int  # chunks of those previous versions, deleted by this batch
 
 
 class IngestPipeline:
@@ -281,6 +282,7 @@ class IngestPipeline:
         fresh: list[SourceDocument] = []
         chunks: list[Chunk] = []
         replaced = 0
+        replaced_chunks = 0
         skipped = 0
         for doc in docs:
             entry = known.get(doc.doc_id)
@@ -294,12 +296,14 @@ class IngestPipeline:
             ):
                 skipped += 1
                 continue
-            replaced += entry is not None
+            if entry is not None:
+                replaced += 1
+                replaced_chunks += entry.chunk_count
             fresh.append(doc)
             chunks.extend(self.chunker.chunk(doc))
         with lock:
             report.skipped_unchanged += skipped
-        return _Batch(docs=fresh, chunks=chunks, replaced=replaced)
+        return _Batch(docs=fresh, chunks=chunks, replaced=replaced, replaced_chunks=replaced_chunks)
 
     def _write(
         self,
@@ -319,7 +323,6 @@ class IngestPipeline:
             for chunk in batch.chunks:
                 counts[chunk.doc_id] = counts.get(chunk.doc_id, 0) + 1
             doc_ids = [d.doc_id for d in batch.docs]
-            previous = self.ledger.lookup(doc_ids)
             self.ledger.mark_pending(
                 ((d.doc_id, d.content_hash, counts.get(d.doc_id, 0)) for d in batch.docs),
                 model.model_id,
@@ -329,7 +332,7 @@ class IngestPipeline:
             self.sparse.delete_docs(doc_ids)
             self.dense.upsert(batch.chunks, vectors)
             self.sparse.upsert(batch.chunks)
-            self._note_deleted(sum(e.chunk_count for e in previous.values()))
+            self._note_deleted(batch.replaced_chunks)
             uncommitted.extend(doc_ids)
             uncommitted_chunks += len(batch.chunks)
             with lock:
