@@ -81,6 +81,21 @@ class TantivySettings(BaseModel):
     writer_threads: int = Field(default=1, ge=1, le=16)
 
 
+class SparseSettings(BaseModel):
+    backend: Literal["tantivy", "qdrant"] = Field(
+        default="tantivy",
+        description="tantivy: a Tantivy index in the data dir (default); qdrant: BM25 as "
+        "Qdrant sparse vectors with the IDF modifier, in the same Qdrant as the dense side "
+        "(Edge, local or server: it then scales out with the Qdrant cluster)",
+    )
+    avg_len: float | None = Field(
+        default=None,
+        gt=0,
+        description="qdrant backend: the average chunk length (terms) BM25 normalises by; "
+        "default: measured on the first write, re-measured by `braid optimize`",
+    )
+
+
 class ChunkingSettings(BaseModel):
     max_tokens: int | None = Field(
         default=None, ge=32, description="tokens per chunk; default: the embedder's max_seq_length"
@@ -105,6 +120,12 @@ class FusionSettings(BaseModel):
 
 
 class ApiSettings(BaseModel):
+    role: Literal["owner", "reader"] = Field(
+        default="owner",
+        description="owner: the server owns the data dir and runs the ingestion worker "
+        "(embedded default); reader: it opens the stores read-only and queues writes for a "
+        "separate `braid worker` (needs qdrant.mode=server; allows --workers > 1)",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     keys: list[SecretStr] = Field(
@@ -140,9 +161,19 @@ class Settings(BaseSettings):
     reranker: RerankerSettings = Field(default_factory=RerankerSettings)
     qdrant: QdrantSettings = Field(default_factory=QdrantSettings)
     tantivy: TantivySettings = Field(default_factory=TantivySettings)
+    sparse: SparseSettings = Field(default_factory=SparseSettings)
     fusion: FusionSettings = Field(default_factory=FusionSettings)
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+
+    @model_validator(mode="after")
+    def _reader_needs_server(self) -> Settings:
+        if self.api.role == "reader" and self.qdrant.mode != "server":
+            raise ValueError(
+                "api.role 'reader' needs qdrant.mode 'server': Qdrant Edge and local mode "
+                "belong to one process"
+            )
+        return self
 
     @property
     def dense_dir(self) -> Path:
@@ -151,3 +182,8 @@ class Settings(BaseSettings):
     @property
     def sparse_dir(self) -> Path:
         return self.data_dir / "sparse"
+
+    @property
+    def sparse_qdrant_dir(self) -> Path:
+        """Qdrant Edge shard of the ``qdrant`` sparse backend in embedded mode."""
+        return self.data_dir / "sparse-qdrant"
