@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from engine.dense.qdrant import QdrantOptions
 
 
+# The qdrant sparse backend's collection on a server: "<qdrant.collection>_bm25".
+BM25_COLLECTION_SUFFIX = "_bm25"
+
+
 def build_embedder(settings: Settings) -> Embedder:
     from engine.embedder import SentenceTransformerEmbedder
 
@@ -101,12 +105,45 @@ def qdrant_options(settings: Settings) -> QdrantOptions:
     )
 
 
-def build_sparse_store(settings: Settings, *, read_only: bool = False) -> SparseStore:
-    from engine.sparse.tantivy_store import TantivySparseStore
+def build_sparse_store(
+    settings: Settings, *, read_only: bool = False, client: QdrantClient | None = None
+) -> SparseStore:
+    """The BM25 store ``settings.sparse.backend`` names.
 
-    return TantivySparseStore(
-        settings.sparse_dir, read_only=read_only, writer_threads=settings.tantivy.writer_threads
-    )
+    Args:
+        read_only: Tantivy: open without the writer (another process writes).
+        client: qdrant backend in local or server mode: the dense store's client to share
+            (local mode allows one client per folder); ``None`` opens one.
+    """
+    if settings.sparse.backend == "tantivy":
+        from engine.sparse.tantivy_store import TantivySparseStore
+
+        return TantivySparseStore(
+            settings.sparse_dir,
+            read_only=read_only,
+            writer_threads=settings.tantivy.writer_threads,
+        )
+    from engine.sparse.qdrant_backends import ClientSparseCollection, EdgeSparseCollection
+    from engine.sparse.qdrant_sparse import QdrantSparseStore
+
+    cfg = settings.qdrant
+    collection: EdgeSparseCollection | ClientSparseCollection
+    if cfg.mode == "edge":
+        collection = EdgeSparseCollection(
+            settings.sparse_qdrant_dir, search_threads=cfg.search_threads
+        )
+    else:
+        collection = ClientSparseCollection(
+            client or qdrant_client(settings),
+            f"{cfg.collection}{BM25_COLLECTION_SUFFIX}",
+            shard_number=cfg.shard_number,
+            replication_factor=cfg.replication_factor,
+            on_disk_payload=cfg.on_disk_payload,
+            upsert_batch=cfg.upsert_batch,
+            retries=cfg.retries,
+            owns_client=client is None,
+        )
+    return QdrantSparseStore(collection, avg_len=settings.sparse.avg_len)
 
 
 def search_defaults(settings: Settings) -> SearchDefaults:
@@ -145,7 +182,9 @@ def build_engine(settings: Settings, *, read_only: bool = False) -> Engine:
     embedder = build_embedder(settings)
     dense = build_dense_store(settings, embedder)
     try:
-        sparse = build_sparse_store(settings, read_only=read_only)
+        sparse = build_sparse_store(
+            settings, read_only=read_only, client=getattr(dense, "client", None)
+        )
     except BraidError:
         dense.close()
         raise

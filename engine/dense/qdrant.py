@@ -50,7 +50,7 @@ _SCHEMA_TYPES: dict[IndexKind, qm.PayloadSchemaType] = {
     "bool": qm.PayloadSchemaType.BOOL,
 }
 _SCROLL_PAGE = 10_000
-_BACKEND_ERRORS = (UnexpectedResponse, ResponseHandlingException, ConnectionError, TimeoutError)
+BACKEND_ERRORS = (UnexpectedResponse, ResponseHandlingException, ConnectionError, TimeoutError)
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 T = TypeVar("T")
 
@@ -76,6 +76,16 @@ def _transient(exc: BaseException) -> bool:
     if isinstance(exc, UnexpectedResponse):
         return exc.status_code in _TRANSIENT_STATUS
     return isinstance(exc, ResponseHandlingException | ConnectionError | TimeoutError)
+
+
+def retrying(retries: int) -> Retrying:
+    """Retry transient Qdrant errors (timeouts, 429, 5xx) with jittered exponential backoff."""
+    return Retrying(
+        retry=retry_if_exception(_transient),
+        stop=stop_after_attempt(retries + 1),
+        wait=wait_exponential_jitter(multiplier=0.2, max=5.0),
+        reraise=True,
+    )
 
 
 def collection_for(alias: str, model: ModelInfo) -> str:
@@ -107,12 +117,7 @@ class QdrantDenseStore:
         self._model = model
         self._options = options or QdrantOptions()
         self._lock = threading.Lock()
-        self._retrying = Retrying(
-            retry=retry_if_exception(_transient),
-            stop=stop_after_attempt(self._options.retries + 1),
-            wait=wait_exponential_jitter(multiplier=0.2, max=5.0),
-            reraise=True,
-        )
+        self._retrying = retrying(self._options.retries)
         try:
             if client.collection_exists(collection):
                 stored = client.get_collection(collection).config.metadata
@@ -121,7 +126,7 @@ class QdrantDenseStore:
                 self._create(collection)
             self._indexed: set[str] = set(client.get_collection(collection).payload_schema)
             self._ensure_indexes(dict(CORE_INDEXES))
-        except _BACKEND_ERRORS as exc:
+        except BACKEND_ERRORS as exc:
             raise BackendUnavailableError(f"Qdrant at {collection!r}: {exc}") from exc
 
     @classmethod
@@ -144,7 +149,7 @@ class QdrantDenseStore:
                 target = collection_for(alias, model)
                 cls(client, target, model, options)  # creates it, with its indexes
                 promote(client, alias, target)
-        except _BACKEND_ERRORS as exc:
+        except BACKEND_ERRORS as exc:
             raise BackendUnavailableError(f"Qdrant at {alias!r}: {exc}") from exc
         return cls(client, alias, model, options)
 
@@ -175,7 +180,7 @@ class QdrantDenseStore:
         """Run one request with retries on transient errors; failures become BraidErrors."""
         try:
             return self._retrying(action)
-        except _BACKEND_ERRORS as exc:
+        except BACKEND_ERRORS as exc:
             raise BackendUnavailableError(f"Qdrant {what} failed: {exc}") from exc
 
     @property

@@ -21,10 +21,10 @@ from engine.errors import BackendUnavailableError, IndexLockedError
 from engine.filters import FilterExpr, iso_to_epoch
 from engine.models import Chunk, ScoredPoint
 from engine.payload import chunk_from_payload, chunk_payload
+from engine.sparse.analysis import bm25_text, en_stem_analyzer
 from engine.sparse.tantivy_filters import meta_string, ordered_code, to_tantivy_query
 
 BM25_FIELD = "content"
-MAX_TOKEN_LENGTH = 40  # Tantivy's en_stem drops tokens longer than this (RemoveLongFilter)
 WRITER_HEAP_BYTES = 128_000_000
 _SCROLL_PAGE = 10_000
 
@@ -50,18 +50,7 @@ def build_schema() -> tantivy.Schema:
 
 def query_analyzer() -> tantivy.TextAnalyzer:
     """The same analysis chain as Tantivy's built-in ``en_stem``, for query text."""
-    return (
-        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
-        .filter(tantivy.Filter.remove_long(MAX_TOKEN_LENGTH))
-        .filter(tantivy.Filter.lowercase())
-        .filter(tantivy.Filter.stemmer("english"))
-        .build()
-    )
-
-
-def bm25_text(chunk: Chunk) -> str:
-    """What BM25 sees of a chunk: its title, then its text."""
-    return f"{chunk.title}\n{chunk.text}" if chunk.title else chunk.text
+    return en_stem_analyzer()
 
 
 class TantivySparseStore:

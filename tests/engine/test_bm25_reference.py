@@ -17,11 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qdrant_client import QdrantClient
 from rank_bm25 import BM25Okapi
 
 from engine.filters import parse_filter
 from engine.models import Chunk, ScoredPoint
-from engine.sparse.tantivy_store import TantivySparseStore, bm25_text
+from engine.sparse.analysis import bm25_text
+from engine.sparse.qdrant_backends import ClientSparseCollection, EdgeSparseCollection
+from engine.sparse.qdrant_sparse import QdrantSparseStore
+from engine.sparse.tantivy_store import TantivySparseStore
 
 SCIFACT_CORPUS = Path(__file__).parents[2] / ".." / "shared" / "data" / "scifact" / "corpus.jsonl"
 N_SCIFACT = 30
@@ -251,3 +255,59 @@ def test_filter_does_not_change_scores(store: TantivySparseStore, corpus: list[C
             everything = store.search(query, len(corpus))
             filtered = store.search(query, len(corpus), expr)
             assert filtered == [p for p in everything if doc_of[p.point_id] in kept], (query, raw)
+
+
+# -- BM25 as Qdrant sparse vectors -----------------------------------------------------------
+# The sparse store keeps exact lengths (no one-byte norms): with the corpus average length it
+# measured on the first commit, it must equal the *plain* reference to float32 precision.
+
+
+@pytest.fixture(scope="module", params=["qdrant-edge", "qdrant-local"])
+def qdrant_store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, corpus: list[Chunk]
+) -> Iterator[QdrantSparseStore]:
+    path = tmp_path_factory.mktemp(request.param)
+    collection: EdgeSparseCollection | ClientSparseCollection = (
+        EdgeSparseCollection(path)
+        if request.param == "qdrant-edge"
+        else ClientSparseCollection(QdrantClient(path=str(path)), "bm25", owns_client=True)
+    )
+    store = QdrantSparseStore(collection)
+    store.upsert(corpus)
+    store.commit()
+    yield store
+    store.close()
+
+
+def test_qdrant_store_measured_the_reference_average_length(
+    qdrant_store: QdrantSparseStore, reference: LuceneBM25
+) -> None:
+    assert qdrant_store.avg_len == pytest.approx(reference.avgdl)
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_qdrant_sparse_scores_match_plain_reference_exactly(
+    qdrant_store: QdrantSparseStore,
+    store: TantivySparseStore,
+    reference: LuceneBM25,
+    corpus: list[Chunk],
+    query: str,
+) -> None:
+    expected = reference_ranking(reference, store, corpus, query)
+    got = qdrant_store.search(query, len(corpus))
+    assert [p.point_id for p in got] == [p.point_id for p in expected]
+    assert [p.score for p in got] == pytest.approx(
+        [p.score for p in expected], rel=QUANTISED_REL_TOL
+    )
+
+
+def test_qdrant_sparse_filter_does_not_change_scores(
+    qdrant_store: QdrantSparseStore, corpus: list[Chunk]
+) -> None:
+    query = "ranking documents by term frequency"
+    unfiltered = qdrant_store.search(query, len(corpus))
+    expr = parse_filter({"reviewed": True})
+    kept = {c.point_id for c in corpus if c.metadata.get("reviewed") is True}
+    assert kept, "the sample corpus has reviewed documents"
+    filtered = qdrant_store.search(query, len(corpus), expr)
+    assert filtered == [p for p in unfiltered if p.point_id in kept]

@@ -20,7 +20,8 @@ from engine.fusion import RRF_K
 from engine.models import Chunk, Hit, ScoredPoint
 from engine.reranker import CrossEncoderReranker
 from engine.searcher import HybridSearcher, SearchDefaults
-from engine.sparse.tantivy_store import TantivySparseStore, bm25_text
+from engine.sparse.analysis import bm25_text
+from engine.sparse.tantivy_store import TantivySparseStore
 
 QUERIES = [
     "how does bm25 score documents",
