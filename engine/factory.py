@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from engine.config import Settings
-from engine.errors import BackendUnavailableError, BraidError
+from engine.errors import BackendUnavailableError, BraidError, ConfigError
 from engine.profiles import with_profile
 from engine.protocols import DenseStore, Embedder, Reranker, SparseStore
 from engine.searcher import HybridSearcher, SearchDefaults
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 # The qdrant sparse backend's collection on a server: "<qdrant.collection>_bm25".
 BM25_COLLECTION_SUFFIX = "_bm25"
+SPARSE_MARKER_FILE = "braid-sparse.json"
 
 
 def build_embedder(settings: Settings) -> Embedder:
@@ -115,6 +117,7 @@ def build_sparse_store(
         client: qdrant backend in local or server mode: the dense store's client to share
             (local mode allows one client per folder); ``None`` opens one.
     """
+    check_sparse_backend(settings)
     if settings.sparse.backend == "tantivy":
         from engine.sparse.tantivy_store import TantivySparseStore
 
@@ -144,6 +147,34 @@ def build_sparse_store(
             owns_client=client is None,
         )
     return QdrantSparseStore(collection, avg_len=settings.sparse.avg_len)
+
+
+def check_sparse_backend(settings: Settings) -> None:
+    """Record which BM25 backend the data dir uses; refuse to open it with the other one.
+
+    Raises:
+        ConfigError: the data dir's BM25 index lives in the other backend (an empty BM25
+            side would silently answer nothing).
+    """
+    marker = settings.data_dir / SPARSE_MARKER_FILE
+    wanted = settings.sparse.backend
+    if marker.exists():
+        stored = json.loads(marker.read_text()).get("backend")
+        if stored != wanted:
+            raise ConfigError(
+                f"the data dir {settings.data_dir} keeps BM25 in {stored!r} but "
+                f"sparse.backend is {wanted!r}: set BRAID_SPARSE__BACKEND={stored} or "
+                "ingest into a new data dir"
+            )
+        return
+    if wanted == "qdrant" and settings.sparse_dir.exists():
+        # Data dirs made before the marker existed kept BM25 in Tantivy.
+        raise ConfigError(
+            f"the data dir {settings.data_dir} keeps BM25 in 'tantivy' but sparse.backend "
+            "is 'qdrant': set BRAID_SPARSE__BACKEND=tantivy or ingest into a new data dir"
+        )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"backend": wanted}))
 
 
 def search_defaults(settings: Settings) -> SearchDefaults:

@@ -13,7 +13,7 @@ import torch
 from engine.embedder import SentenceTransformerEmbedder
 from engine.metadata import validate_metadata
 from engine.models import Chunk
-from engine.sparse.tantivy_store import bm25_text
+from engine.sparse.analysis import bm25_text
 
 # Two cores on the CI machines: more torch threads only contend with Qdrant and Tantivy.
 TORCH_THREADS = 2

@@ -25,6 +25,9 @@ from engine.dense.qdrant import QdrantDenseStore
 from engine.filters import parse_filter
 from engine.metadata import validate_metadata
 from engine.models import Chunk, ModelInfo
+from engine.protocols import SparseStore
+from engine.sparse.qdrant_backends import EdgeSparseCollection
+from engine.sparse.qdrant_sparse import QdrantSparseStore
 from engine.sparse.tantivy_store import TantivySparseStore
 
 SEED = 20240611
@@ -181,11 +184,16 @@ def dense_store(
     store.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["tantivy", "qdrant-edge-bm25"])
 def sparse_store(
-    tmp_path_factory: pytest.TempPathFactory, corpus: list[Chunk]
-) -> Iterator[TantivySparseStore]:
-    store = TantivySparseStore(tmp_path_factory.mktemp("tantivy"))
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, corpus: list[Chunk]
+) -> Iterator[SparseStore]:
+    path = tmp_path_factory.mktemp(request.param)
+    store: SparseStore = (
+        TantivySparseStore(path)
+        if request.param == "tantivy"
+        else QdrantSparseStore(EdgeSparseCollection(path))
+    )
     store.upsert(corpus)
     store.commit()
     yield store
@@ -229,7 +237,7 @@ def test_dense_doc_ids_match_oracle(
 
 
 def test_sparse_doc_ids_match_oracle(
-    sparse_store: TantivySparseStore, filters: list[dict[str, Any]], corpus: list[Chunk]
+    sparse_store: SparseStore, filters: list[dict[str, Any]], corpus: list[Chunk]
 ) -> None:
     bad = _mismatches(sparse_store, filters, corpus)
     assert not bad, f"{len(bad)} filters disagree with the oracle:\n" + "\n".join(bad[:10])
@@ -256,7 +264,7 @@ def test_dense_search_prefilters_exactly(
 
 
 def test_sparse_search_prefilters_without_changing_scores(
-    sparse_store: TantivySparseStore, filters: list[dict[str, Any]], corpus: list[Chunk]
+    sparse_store: SparseStore, filters: list[dict[str, Any]], corpus: list[Chunk]
 ) -> None:
     everything = sparse_store.search("common", len(corpus))
     assert len(everything) == len(corpus)
