@@ -51,22 +51,47 @@ class LedgerEntry:
 
 
 class Ledger:
-    """SQLite ledger in WAL mode; one connection per thread."""
+    """SQLite ledger in WAL mode; one connection per thread.
 
-    def __init__(self, path: Path) -> None:
+    ``read_only=True`` is for processes that do not own the data dir (a reader API beside a
+    ``braid worker``): its connections cannot write, and in WAL mode they see each commit
+    of the writing process as soon as it is made.
+    """
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self._path = path
+        self._read_only = read_only
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        with self._conn() as conn:
-            conn.executescript(_SCHEMA)
+        if read_only and path.exists():
+            return
+        # A reader that starts before the writer ever ran creates the empty ledger, in WAL
+        # mode, once: read-only connections cannot.
+        conn = self._connect(writable=True)
+        try:
+            with conn:
+                conn.executescript(_SCHEMA)
+        finally:
+            if read_only:
+                conn.close()
+            else:
+                self._local.conn = conn
+
+    def _connect(self, *, writable: bool) -> sqlite3.Connection:
+        if not writable:
+            return sqlite3.connect(
+                self._path.resolve().as_uri() + "?mode=ro", timeout=30.0, uri=True
+            )
+        conn = sqlite3.connect(self._path, timeout=30.0)
+        # WAL + NORMAL: a committed transaction survives a killed process.
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self._path, timeout=30.0)
-            # WAL + NORMAL: a committed transaction survives a killed process.
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn = self._connect(writable=not self._read_only)
             self._local.conn = conn
         return conn
 
