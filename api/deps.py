@@ -86,7 +86,11 @@ def get_queue(runtime: ReadyDep) -> JobQueue:
     return runtime.queue
 
 
-def get_worker(runtime: ReadyDep) -> IngestWorker:
+def get_worker(runtime: ReadyDep) -> IngestWorker | None:
+    """The ingestion worker of an owner; ``None`` on a reader, whose jobs a separate
+    ``braid worker`` picks up from the shared queue (it polls it)."""
+    if runtime.reader:
+        return None
     if runtime.worker is None:
         raise NotReady("the ingestion worker is not running")
     return runtime.worker
@@ -96,7 +100,7 @@ SearcherDep = Annotated[HybridSearcher, Depends(get_searcher)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 QueueDep = Annotated[JobQueue, Depends(get_queue)]
-WorkerDep = Annotated[IngestWorker, Depends(get_worker)]
+WorkerDep = Annotated[IngestWorker | None, Depends(get_worker)]
 
 
 # -- API keys -----------------------------------------------------------------------------

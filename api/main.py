@@ -2,7 +2,9 @@
 
 In embedded mode (Qdrant Edge, the default) one process owns the stores: the lifespan
 takes the data dir's lock with the role ``braid serve`` and the server's URL, so that
-``braid ingest`` finds the server and sends its documents over HTTP instead.
+``braid ingest`` finds the server and sends its documents over HTTP instead. With
+``api.role=reader`` (and a Qdrant server) the app takes no lock and opens the stores
+read-only; a separate ``braid worker`` runs the jobs it queues (see ``api/runtime.py``).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from api.errors import install_error_handlers
 from api.metrics import MetricsMiddleware
 from api.middleware import BodySizeLimit
 from api.routes import documents, embed, jobs, search, service
-from api.runtime import Runtime
+from api.runtime import Runtime, open_reader_engine
 from engine.config import Settings
+from engine.factory import Engine
 
 STATIC_DIR = Path(__file__).parent / "static"
 _log = logging.getLogger("braid.api")
@@ -43,7 +46,9 @@ weighted reciprocal rank fusion, optionally reranked by a cross-encoder.
   reads are open; without any key, everything is open.
 * **Writes** are durable jobs run by one ingestion worker in submission order; follow them
   at `/v1/jobs/{id}` or pass `wait=true`.
-* In embedded mode one process owns the stores: run one server per data dir.
+* In embedded mode one process owns the stores: run one server per data dir. With a Qdrant
+  server, reader servers (`BRAID_API__ROLE=reader`, any number) queue writes for one
+  separate `braid worker`.
 """
 
 
@@ -54,15 +59,22 @@ def _version() -> str:
         return "0.0.0"
 
 
-def create_app(settings: Settings, *, micro_batch: bool = True, preflight: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    micro_batch: bool = True,
+    preflight: bool = True,
+    open_engine: Callable[[Settings], Engine] = open_reader_engine,
+) -> FastAPI:
     """Build the app; the stores are opened by its lifespan, not here.
 
     Args:
-        settings: the process's settings (``api`` section: keys, limits, CORS).
+        settings: the process's settings (``api`` section: role, keys, limits, CORS).
         micro_batch: embed concurrent queries together (one model thread for queries).
-        preflight: fail the start at once when another process holds the data dir.
+        preflight: fail an owner's start at once when another process holds the data dir.
+        open_engine: how a reader opens its engine (tests share an in-process Qdrant).
     """
-    runtime = Runtime(settings, micro_batch=micro_batch)
+    runtime = Runtime(settings, micro_batch=micro_batch, open_engine=open_engine)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -1,10 +1,19 @@
-"""What one server process holds: the workspace, the searcher, the job queue and the worker.
+"""What one server process holds: the stores, the searcher, the job queue and the worker.
 
-Start-up is in two steps. ``preflight()`` runs inside the lifespan and fails the start at
-once when another process owns the data dir. ``start_loading()`` then loads the models,
-opens the stores, warms them with a real query and starts the ingestion worker in a
-background thread, so that ``/healthz`` answers while ``/readyz`` says 503 until all of it is
-done.
+A server has one of two roles (``settings.api.role``):
+
+* ``owner`` (the default): it owns the data dir. It takes the data dir's lock, opens the
+  stores for writing and runs the ingestion worker in a thread.
+* ``reader``: a separate ``braid worker`` owns the data dir and runs the jobs. The server
+  takes no lock: it opens Tantivy without a writer (following the worker's commits), the
+  ledger read-only and Qdrant as a server shared by every process; writes are queued in
+  the shared job queue for the worker. Any number of readers may serve one data dir.
+
+Start-up is in two steps. ``preflight()`` runs inside the lifespan and fails an owner's
+start at once when another process owns the data dir. ``start_loading()`` then loads the
+models, opens the stores, warms them with a real query and (owner) starts the ingestion
+worker in a background thread, so that ``/healthz`` answers while ``/readyz`` says 503
+until all of it is done.
 """
 
 from __future__ import annotations
@@ -12,23 +21,34 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import Literal
 
 from api.batching import QueryBatchingEmbedder
 from api.metrics import Metrics
+from api.replica import FollowingSparseStore
 from engine.config import Settings
 from engine.devices import set_cpu_threads
-from engine.errors import BraidError
-from engine.factory import Engine
+from engine.errors import BackendUnavailableError, BraidError
+from engine.factory import Engine, build_engine
 from engine.locking import DataDirLock
 from engine.searcher import HybridSearcher
-from ingestion.ledger import Ledger
+from engine.sparse.tantivy_store import TantivySparseStore
+from ingestion.ledger import LEDGER_FILE, Ledger
 from ingestion.service import Workspace, open_workspace
 from ingestion.worker import JOBS_FILE, IngestWorker, Job, JobQueue
 
 SERVER_ROLE = "braid serve"
 Status = Literal["loading", "ready", "stopping", "stopped", "failed"]
+# A reader retries opening the stores while Qdrant cannot be reached (or, on a fresh server,
+# while the worker and other readers race to create the collection): waits of 1, 2, 4, 8 s.
+READER_OPEN_ATTEMPTS = 5
 _log = logging.getLogger("braid.api")
+
+
+def open_reader_engine(settings: Settings) -> Engine:
+    """The engine of a reader: Qdrant shared with the worker, Tantivy without a writer."""
+    return build_engine(settings, read_only=True)
 
 
 def available_cpus() -> int:
@@ -50,38 +70,65 @@ def public_url(settings: Settings) -> str:
 
 
 class Runtime:
-    """The server's state, shared by every request through ``app.state.runtime``."""
+    """The server's state, shared by every request through ``app.state.runtime``.
 
-    def __init__(self, settings: Settings, *, micro_batch: bool = True) -> None:
+    Args:
+        settings: the process's settings; ``api.role`` says owner or reader.
+        micro_batch: embed concurrent queries together.
+        open_engine: how a reader opens its engine (default ``open_reader_engine``); tests
+            pass one that shares an in-process Qdrant with a writer.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        micro_batch: bool = True,
+        open_engine: Callable[[Settings], Engine] = open_reader_engine,
+    ) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self.micro_batch = micro_batch
+        self.reader = settings.api.role == "reader"
         self.status: Status = "loading"
         self.error: BaseException | None = None
-        self.workspace: Workspace | None = None
+        self.workspace: Workspace | None = None  # an owner's (a reader has none)
         self.searcher: HybridSearcher | None = None
-        self.worker: IngestWorker | None = None
+        self.worker: IngestWorker | None = None  # an owner's (a reader's is `braid worker`)
         self.queue: JobQueue | None = None
+        self._open_engine = open_engine
+        self._engine: Engine | None = None
+        self._ledger: Ledger | None = None
         self._batcher: QueryBatchingEmbedder | None = None
         self._loader: threading.Thread | None = None
         self._ready = threading.Event()
         self._settled = threading.Event()  # loading ended, ready or failed
+        self._stopping = threading.Event()  # close() was called
 
     # -- life cycle ----------------------------------------------------------------------
 
     def preflight(self) -> None:
-        """Fail fast when the data dir is taken; open the job queue.
+        """Fail fast when an owner finds the data dir taken; open the job queue.
+
+        A reader takes no lock, not even for a moment: the worker owns the data dir.
 
         Raises:
             IndexLockedError: another process (``braid ingest``, another server) owns it.
         """
-        probe = DataDirLock(self.settings.data_dir, role=SERVER_ROLE)
-        probe.acquire()
-        probe.release()
-        self.queue = JobQueue(
-            self.settings.data_dir / JOBS_FILE, max_unfinished=self.settings.api.max_queue_jobs
-        )
-        self.metrics.track_queue_depth(lambda: float(self.queue.depth()) if self.queue else 0.0)
+        if not self.reader:
+            probe = DataDirLock(self.settings.data_dir, role=SERVER_ROLE)
+            probe.acquire()
+            probe.release()
+        self._open_queue()
+
+    def _open_queue(self) -> JobQueue:
+        if self.queue is None:
+            self.queue = JobQueue(
+                self.settings.data_dir / JOBS_FILE,
+                max_unfinished=self.settings.api.max_queue_jobs,
+            )
+            self.metrics.track_queue_depth(lambda: float(self.queue.depth()) if self.queue else 0.0)
+        return self.queue
 
     def start_loading(self) -> None:
         self._loader = threading.Thread(target=self._load, name="braid-api-loader", daemon=True)
@@ -101,21 +148,15 @@ class Runtime:
     def _load_everything(self) -> None:
         try:
             set_cpu_threads(self.settings.embedder.cpu_threads or available_cpus())
-            workspace = open_workspace(
-                self.settings, role=SERVER_ROLE, api_url=public_url(self.settings)
-            )
-            self.workspace = workspace
-            self.searcher = self._build_searcher(workspace.engine)
+            engine = self._open_as_reader() if self.reader else self._open_as_owner()
+            self.searcher = self._build_searcher(engine)
             self._warm(self.searcher)
-            if self.queue is None:  # preflight was skipped
-                self.queue = JobQueue(
-                    self.settings.data_dir / JOBS_FILE,
-                    max_unfinished=self.settings.api.max_queue_jobs,
+            queue = self._open_queue()  # already open unless preflight was skipped
+            if self.workspace is not None:
+                self.worker = IngestWorker(
+                    queue, self.workspace.pipeline, on_finished=self._job_finished
                 )
-            self.worker = IngestWorker(
-                self.queue, workspace.pipeline, on_finished=self._job_finished
-            )
-            self.worker.start()
+                self.worker.start()
         except BaseException as exc:  # reported by /readyz; the process keeps serving 503s
             self.error = exc
             self.status = "failed"
@@ -129,7 +170,40 @@ class Runtime:
             self.status = "ready"
             self.metrics.ready.set(1)
             self._ready.set()
-            _log.info("ready: %s", self.settings.data_dir)
+            _log.info("ready (%s): %s", self.settings.api.role, self.settings.data_dir)
+
+    def _open_as_owner(self) -> Engine:
+        workspace = open_workspace(
+            self.settings, role=SERVER_ROLE, api_url=public_url(self.settings)
+        )
+        self.workspace = workspace
+        self._engine, self._ledger = workspace.engine, workspace.ledger
+        return workspace.engine
+
+    def _open_as_reader(self) -> Engine:
+        engine = self._open_reader_engine()
+        if isinstance(engine.sparse, TantivySparseStore):
+            # Searches must see each commit of the worker as soon as its job is done.
+            follower = FollowingSparseStore(engine.sparse)
+            engine.sparse = follower
+            engine.searcher.sparse = follower
+        self._engine = engine
+        self._ledger = Ledger(self.settings.data_dir / LEDGER_FILE, read_only=True)
+        return engine
+
+    def _open_reader_engine(self) -> Engine:
+        attempt = 1
+        while True:
+            try:
+                return self._open_engine(self.settings)
+            except BackendUnavailableError as exc:
+                if attempt >= READER_OPEN_ATTEMPTS:
+                    raise
+                wait_s = 2.0 ** (attempt - 1)
+                _log.warning("cannot open the stores (%s); retrying in %.0f s", exc, wait_s)
+                if self._stopping.wait(wait_s):
+                    raise
+                attempt += 1
 
     def _build_searcher(self, engine: Engine) -> HybridSearcher:
         if not self.micro_batch:
@@ -153,9 +227,13 @@ class Runtime:
         self.metrics.jobs_finished.labels(kind=job.kind, state=job.state).inc()
 
     def close(self) -> None:
-        """Stop the worker (a running upsert is queued again), close the stores, unlock."""
+        """Stop the worker (a running upsert is queued again), close the stores, unlock.
+
+        A reader has no worker and no lock: it closes its stores and the queue.
+        """
         if self.status == "stopped":
             return
+        self._stopping.set()
         if self.status in ("loading", "ready"):
             self.status = "stopping"
         self.metrics.ready.set(0)
@@ -170,7 +248,12 @@ class Runtime:
         if self._batcher is not None:
             self._batcher.close()
         if self.workspace is not None:
-            self.workspace.close()
+            self.workspace.close()  # the engine, the ledger and the lock
+        else:
+            if self._engine is not None:
+                self._engine.close()
+            if self._ledger is not None:
+                self._ledger.close()
         if self.queue is not None:
             self.queue.close()
         self.status = "stopped"
@@ -183,12 +266,12 @@ class Runtime:
 
     @property
     def engine(self) -> Engine:
-        if self.workspace is None:
+        if self._engine is None:
             raise RuntimeError("the engine is not open")
-        return self.workspace.engine
+        return self._engine
 
     @property
     def ledger(self) -> Ledger:
-        if self.workspace is None:
+        if self._ledger is None:
             raise RuntimeError("the ledger is not open")
-        return self.workspace.ledger
+        return self._ledger

@@ -24,7 +24,7 @@ from pydantic import (
 from engine.models import Hit, ModelInfo, SearchResponse
 from engine.searcher import MAX_CANDIDATES, MAX_TOP_K
 from ingestion.ledger import LedgerEntry
-from ingestion.worker import Job, WorkerStatus
+from ingestion.worker import Job, JobQueue, WorkerStatus
 
 FilterJson = dict[str, JsonValue]
 # What a metadata value can be (engine.metadata.validate_metadata).
@@ -407,20 +407,52 @@ class QueueStats(BaseModel):
 
 
 class WorkerOut(BaseModel):
-    state: str
+    location: Literal["in_process", "separate"] = Field(
+        description="in_process: this server runs the ingestion worker (api.role owner); "
+        "separate: a `braid worker` process runs it (api.role reader), and the fields below "
+        "are read from the shared job queue"
+    )
+    state: str = Field(
+        description="in_process: starting, idle, running, stopping or stopped; separate: "
+        "running (a job is running), waiting (jobs are queued, none running) or idle "
+        "(whether the worker process is alive cannot be seen from here)"
+    )
     current_job: str | None
-    jobs_done: int
+    jobs_done: int = Field(
+        description="in_process: since this server started; separate: done jobs the queue holds"
+    )
     jobs_failed: int
     last_error: str | None
 
     @classmethod
     def from_status(cls, status: WorkerStatus) -> WorkerOut:
         return cls(
+            location="in_process",
             state=status.state,
             current_job=status.current_job,
             jobs_done=status.jobs_done,
             jobs_failed=status.jobs_failed,
             last_error=status.last_error,
+        )
+
+    @classmethod
+    def from_queue(cls, queue: JobQueue) -> WorkerOut:
+        """A separate worker as the shared queue shows it."""
+        counts = queue.counts()
+        running = queue.list("running", 1)
+        failed = queue.list("failed", 1)
+        state = "idle"
+        if running:
+            state = "running"
+        elif counts["queued"]:
+            state = "waiting"
+        return cls(
+            location="separate",
+            state=state,
+            current_job=running[0].id if running else None,
+            jobs_done=counts["done"],
+            jobs_failed=counts["failed"],
+            last_error=failed[0].error if failed else None,
         )
 
 

@@ -23,7 +23,7 @@ from api.errors import InvalidInput, error_responses
 from api.schemas import ChunkOut, DeleteIn, DocumentOut, JobAccepted, JobOut, MetadataOut
 from engine.errors import DocumentNotFoundError
 from engine.models import point_id_for
-from ingestion.worker import Job
+from ingestion.worker import IngestWorker, Job
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 
@@ -42,6 +42,13 @@ def job_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         200: {"model": JobAccepted, "description": "Finished (wait=true)"}
     }
     return finished | error_responses(*statuses)
+
+
+def wake(worker: IngestWorker | None) -> None:
+    """Start the in-process worker on a new job now; a separate `braid worker` (a reader's)
+    finds it at its next poll of the shared queue."""
+    if worker is not None:
+        worker.notify()
 
 
 async def accepted(
@@ -83,7 +90,7 @@ async def upsert_documents(
     it at `status_url`. Searches see the documents when the job is `done`.
     """
     job = await run_in_threadpool(queue.submit_upsert, documents)
-    worker.notify()
+    wake(worker)
     return await accepted(job, queue, response, wait, timeout_s)
 
 
@@ -114,7 +121,7 @@ async def delete_documents(
         if request_filter(body.filter) is None:
             raise InvalidInput("an empty filter would delete everything; not allowed", "$.filter")
         job = await run_in_threadpool(queue.submit_delete_filter, body.filter or {})
-    worker.notify()
+    wake(worker)
     return await accepted(job, queue, response, wait, timeout_s)
 
 
@@ -139,7 +146,7 @@ async def delete_document(
     index did not hold it. An id a URL path cannot carry (a newline) answers 404: delete it
     with `POST /v1/documents/delete {"ids": [...]}`."""
     job = await run_in_threadpool(queue.submit_delete, [doc_id])
-    worker.notify()
+    wake(worker)
     return await accepted(job, queue, response, wait, timeout_s)
 
 

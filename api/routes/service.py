@@ -30,8 +30,9 @@ def healthz() -> HealthOut:
 
 @router.get("/readyz", response_model=ReadyOut, responses=error_responses(503), summary="Readiness")
 def readyz(runtime: RuntimeDep) -> ReadyOut:
-    """200 once the models are loaded and warm, the stores open and the worker running;
-    503 (`not_ready`, with Retry-After) before that, while stopping, or after a failed start."""
+    """200 once the models are loaded and warm, the stores open and (on an owner) the worker
+    running; 503 (`not_ready`, with Retry-After) before that, while stopping, or after a failed
+    start. A reader is ready without its separate `braid worker`: writes wait in the queue."""
     if not runtime.ready:
         detail = f": {runtime.error}" if runtime.error is not None else ""
         raise NotReady(f"the service is {runtime.status}{detail}")
@@ -48,7 +49,8 @@ def readyz(runtime: RuntimeDep) -> ReadyOut:
 def stats(
     runtime: ReadyDep, engine: EngineDep, ledger: LedgerDep, queue: QueueDep, worker: WorkerDep
 ) -> StatsOut:
-    """Chunks per store and in the ledger, the embedding model, the queue and the worker."""
+    """Chunks per store and in the ledger, the embedding model, the queue and the worker
+    (on a reader, `worker.location` is `separate`: a `braid worker` process runs the jobs)."""
     settings = runtime.settings
     totals = ledger.totals()
     dense_chunks = engine.dense.count()
@@ -68,7 +70,9 @@ def stats(
         queue=QueueStats(
             depth=queue.depth(), max_unfinished=queue.max_unfinished, jobs=queue.counts()
         ),
-        worker=WorkerOut.from_status(worker.status),
+        worker=WorkerOut.from_status(worker.status)
+        if worker is not None
+        else WorkerOut.from_queue(queue),
         consistent=dense_chunks == sparse_chunks == totals["chunks"]
         and totals["pending_documents"] == 0,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,19 @@ from starlette.testclient import TestClient
 from engine.config import ApiSettings, Settings
 
 TORCH_THREADS = 2
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def braid_command() -> list[str]:
+    script = Path(sys.executable).parent / "braid"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from ingestion.cli import main; main()"]
 
 
 def make_settings(data_dir: Path, **api: Any) -> Settings:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,23 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_helpers import TORCH_THREADS, hit_ids
+from api_helpers import TORCH_THREADS, braid_command, free_port, hit_ids
 
 WRITE_KEY = "server-test-key"
 AUTH = {"Authorization": f"Bearer {WRITE_KEY}"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def braid_command() -> list[str]:
-    script = Path(sys.executable).parent / "braid"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from ingestion.cli import main; main()"]
 
 
 @pytest.fixture(scope="module")
@@ -198,4 +183,4 @@ def test_serve_refuses_a_locked_data_dir_and_extra_workers(tmp_path: Path) -> No
         timeout=120,
     )
     assert workers.returncode == 2
-    assert "qdrant.mode=server" in " ".join(workers.stderr.split())
+    assert "needs api.role=reader" in " ".join(workers.stderr.split())
