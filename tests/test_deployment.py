@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import re
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 import yaml
 from pydantic import BaseModel
 
 from engine.config import Settings
+from ingestion import cli as ingestion_cli
+from ingestion.worker_process import WORKER_ROLE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,18 +54,79 @@ def test_every_braid_variable_is_a_real_setting(compose: dict[str, Any]) -> None
     assert not _setting_exists("BRAID_QDRANT__NO_SUCH_FIELD")
 
 
-def test_api_settings_load_from_the_compose_environment(
-    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for key, value in compose["x-braid-env"].items():
+def _settings_from(environment: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The settings a container with this environment builds (and nothing from ours)."""
+    for key in [k for k in os.environ if k.startswith("BRAID_")]:
+        monkeypatch.delenv(key)
+    for key, value in environment.items():
         # Compose substitutes ${VAR:?...} / ${VAR:-default}; use the default or a sample.
         match = re.fullmatch(r"\$\{(\w+)(?::-(.*)|:\?.*)\}", str(value))
         monkeypatch.setenv(key, (match.group(2) or "sample-key") if match else str(value))
-    settings = Settings()
+    return Settings()
+
+
+def test_api_settings_load_from_the_compose_environment(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _settings_from(compose["x-braid-env"], monkeypatch)
     assert settings.qdrant.mode == "server"
     assert settings.qdrant.url == "http://qdrant:6333"
     assert settings.qdrant.api_key is not None
     assert str(settings.data_dir) == "/data"
+
+
+def _data_volumes(service: dict[str, Any]) -> set[str]:
+    return {v.split(":")[0] for v in service.get("volumes", []) if v.split(":")[1] == "/data"}
+
+
+def test_one_worker_writes_and_the_api_reads(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = compose["services"]
+    worker, api = services["worker"], services["api"]
+    assert worker["command"] == ["braid", "worker"]
+    assert worker["build"] == api["build"]  # one image
+    assert worker["depends_on"]["qdrant"]["condition"] == "service_healthy"
+    assert _data_volumes(worker) == _data_volumes(api) == {"braid-data"}
+    assert "replicas" not in worker.get("deploy", {})  # the data dir admits one owner
+
+    api_settings = _settings_from(api["environment"], monkeypatch)
+    worker_settings = _settings_from(worker["environment"], monkeypatch)
+    assert api_settings.api.role == "reader"
+    assert worker_settings.api.role == "owner"
+    for settings in (api_settings, worker_settings):
+        assert settings.qdrant.mode == "server"
+        assert settings.qdrant.url == "http://qdrant:6333"
+        assert str(settings.data_dir) == "/data"
+    assert api_settings.qdrant.collection == worker_settings.qdrant.collection
+
+    # Several uvicorn workers are allowed for a reader only.
+    assert api["command"][api["command"].index("--workers") + 1] == "${BRAID_API_WORKERS:-2}"
+    # The worker serves no HTTP: it is healthy while it holds the data dir's lock.
+    check = " ".join(worker["healthcheck"]["test"])
+    assert "8000" not in check and WORKER_ROLE in check and "/data/braid.owner.json" in check
+
+
+def _braid_commands() -> set[str]:
+    """The subcommands of `braid`, its own and those its packages register."""
+    root = typer.Typer()
+    root.registered_commands.extend(ingestion_cli.app.registered_commands)
+    for entry in entry_points(group="braid.commands"):
+        entry.load()(root)
+    group = typer.main.get_command(root)
+    return set(getattr(group, "commands", {}))
+
+
+def test_compose_and_dockerfile_commands_exist(compose: dict[str, Any]) -> None:
+    commands = _braid_commands()
+    assert {"serve", "worker", "ingest"} <= commands
+    for name, service in compose["services"].items():
+        command = service.get("command") or []
+        if command[:1] == ["braid"]:
+            assert command[1] in commands, f"{name}: no command braid {command[1]}"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for found in re.findall(r'^CMD \["braid", "(\w+)"', dockerfile, flags=re.M):
+        assert found in commands
 
 
 def test_services_volumes_and_healthchecks_are_consistent(compose: dict[str, Any]) -> None:
@@ -76,6 +142,7 @@ def test_services_volumes_and_healthchecks_are_consistent(compose: dict[str, Any
             if condition.get("condition") == "service_healthy":
                 assert "healthcheck" in services[dependency], f"{dependency} has no healthcheck"
     assert services["api"]["depends_on"]["qdrant"]["condition"] == "service_healthy"
+    assert services["worker"]["depends_on"]["qdrant"]["condition"] == "service_healthy"
     image = services["qdrant"]["image"]
     assert re.fullmatch(r"qdrant/qdrant:v\d+\.\d+\.\d+", image), "pin the Qdrant image"
     cluster = [n for n, s in services.items() if "cluster" in s.get("profiles", [])]
