@@ -26,14 +26,12 @@ from typing import Literal
 
 from api.batching import QueryBatchingEmbedder
 from api.metrics import Metrics
-from api.replica import FollowingSparseStore
 from engine.config import Settings
 from engine.devices import set_cpu_threads
 from engine.errors import BackendUnavailableError, BraidError
 from engine.factory import Engine, build_engine
 from engine.locking import DataDirLock
 from engine.searcher import HybridSearcher
-from engine.sparse.tantivy_store import TantivySparseStore
 from ingestion.ledger import LEDGER_FILE, Ledger
 from ingestion.service import Workspace, open_workspace
 from ingestion.worker import JOBS_FILE, IngestWorker, Job, JobQueue
@@ -181,12 +179,8 @@ class Runtime:
         return workspace.engine
 
     def _open_as_reader(self) -> Engine:
+        # build_engine(read_only=True) follows the worker's Tantivy commits.
         engine = self._open_reader_engine()
-        if isinstance(engine.sparse, TantivySparseStore):
-            # Searches must see each commit of the worker as soon as its job is done.
-            follower = FollowingSparseStore(engine.sparse)
-            engine.sparse = follower
-            engine.searcher.sparse = follower
         self._engine = engine
         self._ledger = Ledger(self.settings.data_dir / LEDGER_FILE, read_only=True)
         return engine

@@ -113,19 +113,23 @@ def build_sparse_store(
     """The BM25 store ``settings.sparse.backend`` names.
 
     Args:
-        read_only: Tantivy: open without the writer (another process writes).
+        read_only: Tantivy: open without the writer, following the commits of the process
+            that writes (``braid worker``).
         client: qdrant backend in local or server mode: the dense store's client to share
             (local mode allows one client per folder); ``None`` opens one.
     """
     check_sparse_backend(settings)
     if settings.sparse.backend == "tantivy":
+        from engine.sparse.following import FollowingSparseStore
         from engine.sparse.tantivy_store import TantivySparseStore
 
-        return TantivySparseStore(
+        store = TantivySparseStore(
             settings.sparse_dir,
             read_only=read_only,
             writer_threads=settings.tantivy.writer_threads,
         )
+        # A reader sees each commit of the writing process as soon as it is made.
+        return FollowingSparseStore(store) if read_only else store
     from engine.sparse.qdrant_backends import ClientSparseCollection, EdgeSparseCollection
     from engine.sparse.qdrant_sparse import QdrantSparseStore
 

@@ -78,6 +78,19 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, ResponseHandlingException | ConnectionError | TimeoutError)
 
 
+def create_if_missing(create: Callable[[], object]) -> None:
+    """Create a collection, accepting that another process created it first.
+
+    A worker and the API readers start together against a fresh server: all of them see no
+    collection, one creation wins and the others get 409 Conflict.
+    """
+    try:
+        create()
+    except UnexpectedResponse as exc:
+        if exc.status_code != 409:
+            raise
+
+
 def retrying(retries: int) -> Retrying:
     """Retry transient Qdrant errors (timeouts, 429, 5xx) with jittered exponential backoff."""
     return Retrying(
@@ -119,11 +132,10 @@ class QdrantDenseStore:
         self._lock = threading.Lock()
         self._retrying = retrying(self._options.retries)
         try:
-            if client.collection_exists(collection):
-                stored = client.get_collection(collection).config.metadata
-                check_model(stored or {}, model, f"the Qdrant collection {collection!r}")
-            else:
-                self._create(collection)
+            if not client.collection_exists(collection):
+                create_if_missing(lambda: self._create(collection))
+            stored = client.get_collection(collection).config.metadata
+            check_model(stored or {}, model, f"the Qdrant collection {collection!r}")
             self._indexed: set[str] = set(client.get_collection(collection).payload_schema)
             self._ensure_indexes(dict(CORE_INDEXES))
         except BACKEND_ERRORS as exc:

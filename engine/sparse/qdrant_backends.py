@@ -211,7 +211,7 @@ class ClientSparseCollection:
     ) -> None:
         from qdrant_client import models as qm
 
-        from engine.dense.qdrant import BACKEND_ERRORS, retrying
+        from engine.dense.qdrant import BACKEND_ERRORS, create_if_missing, retrying
 
         self._qm = qm
         self._client = client
@@ -227,18 +227,20 @@ class ClientSparseCollection:
         }
         try:
             if not client.collection_exists(collection):
-                client.create_collection(
-                    collection,
-                    vectors_config={},
-                    sparse_vectors_config={
-                        VECTOR_NAME: qm.SparseVectorParams(
-                            index=qm.SparseIndexParams(on_disk=on_disk_index),
-                            modifier=qm.Modifier.IDF,
-                        )
-                    },
-                    shard_number=shard_number,
-                    replication_factor=replication_factor,
-                    on_disk_payload=on_disk_payload,
+                create_if_missing(
+                    lambda: client.create_collection(
+                        collection,
+                        vectors_config={},
+                        sparse_vectors_config={
+                            VECTOR_NAME: qm.SparseVectorParams(
+                                index=qm.SparseIndexParams(on_disk=on_disk_index),
+                                modifier=qm.Modifier.IDF,
+                            )
+                        },
+                        shard_number=shard_number,
+                        replication_factor=replication_factor,
+                        on_disk_payload=on_disk_payload,
+                    )
                 )
             self._indexed: set[str] = set(client.get_collection(collection).payload_schema)
         except BACKEND_ERRORS as exc:

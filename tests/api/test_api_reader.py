@@ -34,7 +34,6 @@ from api_helpers import (
 from conftest import running_app
 from fastapi.testclient import TestClient
 
-from api.replica import FollowingSparseStore
 from api.runtime import READER_OPEN_ATTEMPTS, Runtime
 from engine.config import QdrantSettings, Settings
 from engine.errors import BackendUnavailableError, IndexLockedError
@@ -42,6 +41,7 @@ from engine.factory import Engine, build_sparse_store, search_defaults
 from engine.locking import DataDirLock, read_owner
 from engine.models import Chunk
 from engine.searcher import HybridSearcher
+from engine.sparse.following import FollowingSparseStore
 from engine.sparse.tantivy_store import TantivySparseStore
 from ingestion.service import Workspace, open_workspace
 from ingestion.worker import JOBS_FILE, IngestWorker, JobQueue

@@ -19,7 +19,7 @@ from engine.models import Chunk, ScoredPoint
 from engine.sparse.tantivy_store import TantivySparseStore
 
 META_FILE = "meta.json"  # Tantivy replaces it atomically (write, then rename) at each commit
-_log = logging.getLogger("braid.api")
+_log = logging.getLogger(__name__)
 
 
 class FollowingSparseStore:
