@@ -9,7 +9,7 @@ DATA_DIR ?= braid-data
 SAMPLE := tests/data/sample.jsonl
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo serve test test-fast lint bench clean
+.PHONY: install demo serve worker test test-fast lint bench bench-sparse clean
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ demo: install
 serve: install
 	$(BIN)/braid serve --data-dir $(DATA_DIR)
 
+# The one writer of a split deployment (needs BRAID_QDRANT__MODE=server; see README).
+worker: install
+	$(BIN)/braid worker --data-dir $(DATA_DIR)
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -43,6 +47,9 @@ test: lint
 
 bench: install
 	$(BIN)/braid bench query --docs 100000 --json
+
+bench-sparse: install
+	$(BIN)/braid bench sparse --chunks 1000000 --json
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) .mypy_cache .ruff_cache .pytest_cache

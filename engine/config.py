@@ -184,6 +184,18 @@ class Settings(BaseSettings):
         return self.data_dir / "sparse"
 
     @property
+    def sparse_label(self) -> str:
+        """Where BM25 lives, as stats report it: ``tantivy`` or ``qdrant-<mode>``."""
+        return "tantivy" if self.sparse.backend == "tantivy" else f"qdrant-{self.qdrant.mode}"
+
+    @property
+    def sparse_files(self) -> Path | None:
+        """The BM25 store's own folder in the data dir (``None``: it lives in a server)."""
+        if self.sparse.backend == "tantivy":
+            return self.sparse_dir
+        return self.sparse_qdrant_dir if self.qdrant.mode == "edge" else None
+
+    @property
     def sparse_qdrant_dir(self) -> Path:
         """Qdrant Edge shard of the ``qdrant`` sparse backend in embedded mode."""
         return self.data_dir / "sparse-qdrant"

@@ -108,7 +108,11 @@ def qdrant_options(settings: Settings) -> QdrantOptions:
 
 
 def build_sparse_store(
-    settings: Settings, *, read_only: bool = False, client: QdrantClient | None = None
+    settings: Settings,
+    *,
+    read_only: bool = False,
+    client: QdrantClient | None = None,
+    check_backend: bool = True,
 ) -> SparseStore:
     """The BM25 store ``settings.sparse.backend`` names.
 
@@ -117,8 +121,11 @@ def build_sparse_store(
             that writes (``braid worker``).
         client: qdrant backend in local or server mode: the dense store's client to share
             (local mode allows one client per folder); ``None`` opens one.
+        check_backend: refuse a data dir whose BM25 lives in the other backend (off only
+            while moving it from one backend to the other).
     """
-    check_sparse_backend(settings)
+    if check_backend:
+        check_sparse_backend(settings)
     if settings.sparse.backend == "tantivy":
         from engine.sparse.following import FollowingSparseStore
         from engine.sparse.tantivy_store import TantivySparseStore
@@ -153,6 +160,15 @@ def build_sparse_store(
     return QdrantSparseStore(collection, avg_len=settings.sparse.avg_len)
 
 
+def record_sparse_backend(settings: Settings) -> None:
+    """Mark the data dir's BM25 as living in ``settings.sparse.backend`` from now on."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    marker = settings.data_dir / SPARSE_MARKER_FILE
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"backend": settings.sparse.backend}))
+    tmp.replace(marker)
+
+
 def check_sparse_backend(settings: Settings) -> None:
     """Record which BM25 backend the data dir uses; refuse to open it with the other one.
 
@@ -177,8 +193,7 @@ def check_sparse_backend(settings: Settings) -> None:
             f"the data dir {settings.data_dir} keeps BM25 in 'tantivy' but sparse.backend "
             "is 'qdrant': set BRAID_SPARSE__BACKEND=tantivy or ingest into a new data dir"
         )
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"backend": wanted}))
+    record_sparse_backend(settings)
 
 
 def search_defaults(settings: Settings) -> SearchDefaults:

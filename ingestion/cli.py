@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
@@ -446,9 +446,9 @@ def stats(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
                 "bytes": _disk_usage(settings.dense_dir),
             },
             "sparse": {
-                "backend": "tantivy",
+                "backend": settings.sparse_label,
                 "chunks": workspace.engine.sparse.count(),
-                "bytes": _disk_usage(settings.sparse_dir),
+                "bytes": _disk_usage(settings.sparse_files) if settings.sparse_files else 0,
             },
             "ledger": workspace.ledger.totals()
             | {
@@ -516,6 +516,32 @@ def reindex(
     else:
         console.print(
             f"{result['chunks']:,} chunks embedded into {result['collection']}; promote it with `braid promote {result['collection']}`"
+        )
+
+
+@app.command("move-sparse")
+def move_sparse(
+    to: Annotated[str, typer.Option("--to", help="the BM25 backend to move to: tantivy or qdrant")],
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Move BM25 to the other backend (Tantivy <-> Qdrant sparse vectors), without embedding.
+
+    Run it with the data dir's current BRAID_SPARSE__BACKEND; afterwards set the new one for
+    every process. The old store's files are kept until you delete them.
+    """
+    from ingestion.versions import move_sparse as run_move
+
+    if to not in ("tantivy", "qdrant"):
+        raise typer.BadParameter("--to must be tantivy or qdrant", param_hint="--to")
+    backend: Literal["tantivy", "qdrant"] = "tantivy" if to == "tantivy" else "qdrant"
+    result = _in_workspace(data_dir, "braid move-sparse", lambda ws: run_move(ws, backend))
+    if as_json:
+        emit_json(result)
+    else:
+        console.print(
+            f"{result['chunks']:,} chunks moved from {result['from']} to {result['to']} in "
+            f"{result['seconds']} s; now {result['next']}"
         )
 
 

@@ -1,4 +1,5 @@
-"""A new embedding model beside the old one: re-index, judge, promote, drop (server mode).
+"""A new embedding model beside the old one: re-index, judge, promote, drop (server mode);
+and moving BM25 from one sparse backend to the other.
 
 ``reindex`` builds the new model's collection from the chunks the stores already hold
 (Tantivy keeps every chunk), without touching the alias that searches use; ``promote``
@@ -9,18 +10,20 @@ there, ingest into a new data dir and compare the two.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from engine.config import Settings
 from engine.dense.qdrant import QdrantDenseStore, collection_for, drop, model_collections, promote
 from engine.errors import ConfigError
-from engine.factory import build_embedder
+from engine.factory import build_embedder, build_sparse_store, record_sparse_backend
 from engine.models import Chunk
 from ingestion.chunking import TokenChunker
 from ingestion.service import Workspace, tokenizer_of_embedder
 
 REINDEX_BATCH = 256
+MOVE_BATCH = 10_000
 
 
 def _server_store(workspace: Workspace) -> QdrantDenseStore:
@@ -110,3 +113,59 @@ def promote_collection(workspace: Workspace, collection: str) -> dict[str, Any]:
 def drop_collections(workspace: Workspace, names: list[str]) -> list[str]:
     store = _server_store(workspace)
     return drop(store.client, workspace.settings.qdrant.collection, names)
+
+
+def move_sparse(
+    workspace: Workspace,
+    backend: Literal["tantivy", "qdrant"],
+    on_progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Copy every stored chunk into the other BM25 backend and switch the data dir to it.
+
+    No embedding: BM25 is rebuilt from the chunk text. The data dir records the new backend
+    only after the copy is committed and optimized, so a crash leaves it on the old one (run
+    the move again). The old store's files are kept; delete them once satisfied.
+    """
+    settings: Settings = workspace.settings
+    if settings.sparse.backend == backend:
+        raise ConfigError(f"BM25 already lives in {backend!r}")
+    target = settings.model_copy(
+        update={"sparse": settings.sparse.model_copy(update={"backend": backend})}
+    )
+    started = time.perf_counter()
+    store = build_sparse_store(
+        target, client=getattr(workspace.engine.dense, "client", None), check_backend=False
+    )
+    try:
+        # A previous, interrupted move may have left chunks behind: start from nothing.
+        store.delete_docs(sorted(store.doc_ids()))
+        store.commit()
+        done = 0
+        batch: list[Chunk] = []
+        for chunk in workspace.engine.sparse.chunks():
+            batch.append(chunk)
+            if len(batch) >= MOVE_BATCH:
+                store.upsert(batch)
+                store.commit()
+                done += len(batch)
+                batch = []
+                if on_progress is not None:
+                    on_progress(done)
+        store.upsert(batch)
+        store.commit()
+        done += len(batch)
+        store.optimize()
+        copied = store.count()
+    finally:
+        store.close()
+    expected = workspace.engine.sparse.count()
+    if copied != expected:
+        raise ConfigError(f"moved {copied} chunks but the old store holds {expected}: not switched")
+    record_sparse_backend(target)
+    return {
+        "from": settings.sparse.backend,
+        "to": backend,
+        "chunks": copied,
+        "seconds": round(time.perf_counter() - started, 2),
+        "next": f"set BRAID_SPARSE__BACKEND={backend} for every process of this data dir",
+    }

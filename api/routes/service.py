@@ -58,7 +58,7 @@ def stats(
     return StatsOut(
         data_dir=str(settings.data_dir),
         dense=StoreStats(backend=f"qdrant-{settings.qdrant.mode}", chunks=dense_chunks),
-        sparse=StoreStats(backend="tantivy", chunks=sparse_chunks),
+        sparse=StoreStats(backend=settings.sparse_label, chunks=sparse_chunks),
         ledger=LedgerStats(
             documents=totals["documents"],
             chunks=totals["chunks"],

@@ -90,6 +90,32 @@ def api(
         raise typer.Exit(1)
 
 
+@bench_app.command("sparse")
+def sparse(
+    chunks: Annotated[
+        int, typer.Option("--chunks", help="chunks in each BM25 index", min=100)
+    ] = 1_000_000,
+    queries: Annotated[
+        int, typer.Option(help="queries, each unfiltered and filtered", min=10)
+    ] = 300,
+    corpus: Annotated[
+        Path, typer.Option(help="BEIR folder scaled up into the index")
+    ] = DEFAULT_CORPUS,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="root for the cached benchmark indexes")
+    ] = None,
+    rebuild: Annotated[bool, typer.Option(help="build the indexes again")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Tantivy vs Qdrant Edge sparse BM25 on N chunks: build rate, disk, memory, p50/p95/p99."""
+    from eval.bench.sparse import run_sparse_bench
+
+    root = _settings(data_dir).data_dir
+    console.print(f"benchmark indexes under {root} (built once, then reused)")
+    report = run_sparse_bench(root, corpus, chunks, queries, rebuild)
+    _emit(report, as_json, _sparse_table)
+
+
 def _emit(report: dict[str, Any], as_json: bool, table: Any) -> None:
     if as_json:
         sys.stdout.write(json.dumps(report) + "\n")
@@ -132,6 +158,38 @@ def _query_table(report: dict[str, Any]) -> Table:
             f"{peer['p50']['total']:.2f}",
             f"{peer['p95']['total']:.2f}",
             "",
+        )
+    return table
+
+
+def _sparse_table(report: dict[str, Any]) -> Table:
+    table = Table(
+        title=f"BM25 stores, {report['chunks']:,} chunks, {report['queries']} queries, "
+        f"depth {report['depth']} (ms)"
+    )
+    for column in (
+        "store",
+        "p50",
+        "p95",
+        "p50 filtered",
+        "p95 filtered",
+        "disk MiB",
+        "store RSS MiB",
+        "build chunks/s",
+    ):
+        table.add_column(column)
+    for name, entry in report["backends"].items():
+        p50, p95 = entry["latency_ms"]["p50"], entry["latency_ms"]["p95"]
+        build = entry.get("build", {})
+        table.add_row(
+            name,
+            f"{p50['bm25']:.2f}",
+            f"{p95['bm25']:.2f}",
+            f"{p50['bm25+filter']:.2f}",
+            f"{p95['bm25+filter']:.2f}",
+            f"{entry['disk_mib']:.0f}",
+            f"{entry['store_rss_mib']:.0f}",
+            f"{build['chunks_per_s']:.0f}" if build else "cached",
         )
     return table
 
