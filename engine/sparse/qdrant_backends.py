@@ -59,6 +59,18 @@ class SparseCollection(Protocol):
     def close(self) -> None: ...
 
 
+def _built(point_class: Any, vector_class: Any, points: Sequence[SparsePoint]) -> list[Any]:
+    """Points in the engine's own classes (Edge and qdrant-client name them differently)."""
+    return [
+        point_class(
+            id=pid,
+            vector={VECTOR_NAME: vector_class(indices=v.indices, values=v.values)},
+            payload=payload,
+        )
+        for pid, v, payload in points
+    ]
+
+
 def _index_key(field: str) -> str:
     return field if field in CORE_INDEXES else f"{METADATA_KEY}.{field}"
 
@@ -115,14 +127,7 @@ class EdgeSparseCollection:
 
     def upsert(self, points: Sequence[SparsePoint]) -> None:
         qe = self._qe
-        built = [
-            qe.Point(
-                id=pid,
-                vector={VECTOR_NAME: qe.SparseVector(indices=v.indices, values=v.values)},
-                payload=payload,
-            )
-            for pid, v, payload in points
-        ]
+        built = _built(qe.Point, qe.SparseVector, points)
         with self._lock:
             self._shard.update(qe.UpdateOperation.upsert_points(built))
 
@@ -278,15 +283,7 @@ class ClientSparseCollection:
                 self._indexed.add(key)
 
     def upsert(self, points: Sequence[SparsePoint]) -> None:
-        qm = self._qm
-        built = [
-            qm.PointStruct(
-                id=pid,
-                vector={VECTOR_NAME: qm.SparseVector(indices=v.indices, values=v.values)},
-                payload=payload,
-            )
-            for pid, v, payload in points
-        ]
+        built = _built(self._qm.PointStruct, self._qm.SparseVector, points)
         for start in range(0, len(built), self._upsert_batch):
             batch = built[start : start + self._upsert_batch]
             self._call(
