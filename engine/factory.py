@@ -117,8 +117,9 @@ def build_sparse_store(
     """The BM25 store ``settings.sparse.backend`` names.
 
     Args:
-        read_only: Tantivy: open without the writer, following the commits of the process
-            that writes (``braid worker``).
+        read_only: open without writing (an API reader): Tantivy without its writer,
+            following the commits of the process that writes (``braid worker``); Qdrant
+            without touching the collection's manifest or indexes.
         client: qdrant backend in local or server mode: the dense store's client to share
             (local mode allows one client per folder); ``None`` opens one.
         check_backend: refuse a data dir whose BM25 lives in the other backend (off only
@@ -157,7 +158,7 @@ def build_sparse_store(
             retries=cfg.retries,
             owns_client=client is None,
         )
-    return QdrantSparseStore(collection, avg_len=settings.sparse.avg_len)
+    return QdrantSparseStore(collection, avg_len=settings.sparse.avg_len, read_only=read_only)
 
 
 def record_sparse_backend(settings: Settings) -> None:

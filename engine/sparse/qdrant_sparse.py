@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.dense.common import CORE_INDEXES, metadata_index_kinds, stored_point_ids
-from engine.errors import ConfigError
+from engine.errors import ConfigError, IndexLockedError
 from engine.filters import FilterExpr
 from engine.models import Chunk, ScoredPoint
 from engine.payload import chunk_from_payload, chunk_payload
@@ -47,18 +47,27 @@ class _Delete:
 class QdrantSparseStore:
     """BM25 over chunks in a Qdrant collection (or Edge shard) of sparse vectors."""
 
-    def __init__(self, collection: SparseCollection, *, avg_len: float | None = None) -> None:
+    def __init__(
+        self,
+        collection: SparseCollection,
+        *,
+        avg_len: float | None = None,
+        read_only: bool = False,
+    ) -> None:
         """Open the store kept in ``collection``.
 
         Args:
             collection: an ``EdgeSparseCollection`` or ``ClientSparseCollection``.
             avg_len: average chunk length (terms) to normalise by when the store is new;
                 ``None`` measures it on the first commit.
+            read_only: search only (an API reader beside ``braid worker``): never writes,
+                not even the manifest, which belongs to the writer.
 
         Raises:
             ConfigError: the collection was written with another BM25 scoring scheme.
         """
         self._collection = collection
+        self._read_only = read_only
         self._encoder = Bm25Encoder(K1, B)
         self._lock = threading.Lock()
         self._pending: list[_Upsert | _Delete] = []
@@ -69,9 +78,10 @@ class QdrantSparseStore:
                 f"this braid writes {SCORING!r}: re-index the sparse side"
             )
         self._avg_len: float | None = (stored or {}).get("avg_len") or avg_len
-        if stored is None:
-            collection.write_manifest(self._manifest())
-        collection.ensure_indexes(dict(CORE_INDEXES))
+        if not read_only:
+            if stored is None:
+                collection.write_manifest(self._manifest())
+            collection.ensure_indexes(dict(CORE_INDEXES))
 
     def _manifest(self) -> dict[str, Any]:
         return {"scoring": SCORING, "k1": K1, "b": B, "avg_len": self._avg_len}
@@ -81,14 +91,20 @@ class QdrantSparseStore:
         """The average chunk length the stored vectors were written with."""
         return self._avg_len
 
+    def _require_writer(self) -> None:
+        if self._read_only:
+            raise IndexLockedError("this BM25 store is open read-only: braid worker writes it")
+
     def upsert(self, chunks: Sequence[Chunk]) -> None:
         """Add or replace chunks (by point id); applied at ``commit()``."""
+        self._require_writer()
         if chunks:
             with self._lock:
                 self._pending.append(_Upsert(list(chunks)))
 
     def delete_docs(self, doc_ids: Sequence[str]) -> None:
         """Delete every chunk of these documents; applied at ``commit()``."""
+        self._require_writer()
         if doc_ids:
             with self._lock:
                 self._pending.append(_Delete(list(doc_ids)))
@@ -100,6 +116,7 @@ class QdrantSparseStore:
 
     def commit(self) -> None:
         """Apply the buffered writes in order; they are then durable and searchable."""
+        self._require_writer()
         with self._lock:
             pending, self._pending = self._pending, []
             if self._avg_len is None:
@@ -172,6 +189,7 @@ class QdrantSparseStore:
         drifts as a corpus grows or shrinks. Rewriting re-analyses the stored text (no
         embedding), one batch at a time.
         """
+        self._require_writer()
         with self._lock:
             lengths = {
                 pid: len(self._encoder.terms(bm25_text(chunk_from_payload(p))))

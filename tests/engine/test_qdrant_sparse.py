@@ -80,3 +80,30 @@ def test_query_counts_repeats_and_document_saturates() -> None:
     values = dict(zip(doc.indices, doc.values, strict=True))
     assert values[term_dimension("gene")] == pytest.approx(3 * 2.2 / (3 + 1.2))
     assert values[term_dimension("cell")] == pytest.approx(1 * 2.2 / (1 + 1.2))
+
+
+def test_a_read_only_store_searches_and_never_writes(tmp_path: Path) -> None:
+    from qdrant_client import QdrantClient
+
+    from engine.errors import IndexLockedError
+    from engine.sparse.qdrant_backends import ClientSparseCollection
+
+    client = QdrantClient(":memory:")  # one client, as processes share one server
+    writer = QdrantSparseStore(ClientSparseCollection(client, "bm25"))
+    reader = QdrantSparseStore(ClientSparseCollection(client, "bm25"), read_only=True)
+    writer.upsert([Chunk("a", 0, "cats purr"), Chunk("b", 0, "dogs bark at the moon")])
+    writer.commit()
+    assert [h.point_id for h in reader.search("cats", 5)] == [Chunk("a", 0, "").point_id]
+    for write in (
+        lambda: reader.upsert([Chunk("c", 0, "x")]),
+        lambda: reader.delete_docs(["a"]),
+        reader.commit,
+        reader.optimize,
+    ):
+        with pytest.raises(IndexLockedError):
+            write()
+    # A reader that opens a collection before the writer has written its manifest leaves it
+    # alone (the writer's average length could otherwise be overwritten by an empty one).
+    fresh = ClientSparseCollection(QdrantClient(":memory:"), "bm25")
+    QdrantSparseStore(fresh, read_only=True)
+    assert fresh.manifest() is None
