@@ -27,6 +27,7 @@ COPY engine ./engine
 COPY ingestion ./ingestion
 COPY api ./api
 COPY eval ./eval
+COPY braid ./braid
 RUN pip install .
 
 FROM python:${PYTHON_VERSION}-slim AS runtime

@@ -16,8 +16,8 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from engine.models import ModelInfo
-from engine.protocols import Embedder, Vectors
+from braid.engine.models import ModelInfo
+from braid.engine.protocols import Embedder, Vectors
 
 MAX_QUERY_BATCH = 64
 _STOP = object()

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from engine.config import Settings
+from braid.engine.config import Settings
 
 console = Console(stderr=True)
 KEEP_ALIVE_S = 30
@@ -56,8 +56,8 @@ def serve(
 ) -> None:
     import uvicorn
 
-    from engine.errors import BraidError
-    from engine.locking import DataDirLock
+    from braid.engine.errors import BraidError
+    from braid.engine.locking import DataDirLock
 
     try:
         settings = Settings() if data_dir is None else Settings(data_dir=data_dir)
@@ -86,8 +86,8 @@ def serve(
     if workers > 1:
         _serve_workers(settings, workers, log_level)
         return
-    from api.main import create_app
-    from api.runtime import SERVER_ROLE
+    from braid.api.main import create_app
+    from braid.api.runtime import SERVER_ROLE
 
     try:
         if not reader:
@@ -119,7 +119,7 @@ def _serve_workers(settings: Settings, workers: int, log_level: str) -> None:
     """Readers in ``workers`` processes: each builds its own app from the environment."""
     import uvicorn
 
-    from api.runtime import available_cpus
+    from braid.api.runtime import available_cpus
 
     # The worker processes read their settings from the environment (api.main.app_from_env):
     # pass on what the command line chose, and split the CPUs between their models.
@@ -130,7 +130,7 @@ def _serve_workers(settings: Settings, workers: int, log_level: str) -> None:
         threads = max(1, available_cpus() // workers)
         os.environ["BRAID_EMBEDDER__CPU_THREADS"] = str(threads)
     uvicorn.run(
-        "api.main:app_from_env",
+        "braid.api.main:app_from_env",
         factory=True,
         workers=workers,
         host=settings.api.host,

@@ -12,19 +12,19 @@ from typing import Annotated, Literal
 from fastapi import Depends, Request
 from pydantic import SecretStr
 
-from api.errors import Forbidden, InvalidInput, LimitExceeded, NotReady, Unauthorized
-from api.metrics import Metrics
-from api.runtime import Runtime
-from api.schemas import DocumentsIn, EmbedRequest, FilterJson, SearchRequest
-from engine.config import Settings
-from engine.errors import BraidError, InvalidFilterError
-from engine.factory import Engine
-from engine.filters import FilterExpr, parse_filter
-from engine.searcher import HybridSearcher
-from ingestion.documents import InputError, SourceDocument
-from ingestion.ledger import Ledger
-from ingestion.readers import record_to_document
-from ingestion.worker import IngestWorker, JobQueue
+from braid.api.errors import Forbidden, InvalidInput, LimitExceeded, NotReady, Unauthorized
+from braid.api.metrics import Metrics
+from braid.api.runtime import Runtime
+from braid.api.schemas import DocumentsIn, EmbedRequest, FilterJson, SearchRequest
+from braid.engine.config import Settings
+from braid.engine.errors import BraidError, InvalidFilterError
+from braid.engine.factory import Engine
+from braid.engine.filters import FilterExpr, parse_filter
+from braid.engine.searcher import HybridSearcher
+from braid.ingestion.documents import InputError, SourceDocument
+from braid.ingestion.ledger import Ledger
+from braid.ingestion.readers import record_to_document
+from braid.ingestion.worker import IngestWorker, JobQueue
 
 Scope = Literal["read", "write"]
 

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.errors import (
+from braid.engine.errors import (
     BackendUnavailableError,
     BraidError,
     ConfigError,
@@ -30,7 +30,7 @@ from engine.errors import (
     MissingDependencyError,
     ModelMismatchError,
 )
-from ingestion.worker import JobNotFoundError, QueueFullError
+from braid.ingestion.worker import JobNotFoundError, QueueFullError
 
 _log = logging.getLogger("braid.api")
 # Seconds a client should wait before retrying a 503 (a busy queue, a store being reopened).

@@ -23,14 +23,14 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from api.deps import KeyRing
-from api.errors import install_error_handlers
-from api.metrics import MetricsMiddleware
-from api.middleware import BodySizeLimit
-from api.routes import documents, embed, jobs, search, service
-from api.runtime import Runtime, open_reader_engine
-from engine.config import Settings
-from engine.factory import Engine
+from braid.api.deps import KeyRing
+from braid.api.errors import install_error_handlers
+from braid.api.metrics import MetricsMiddleware
+from braid.api.middleware import BodySizeLimit
+from braid.api.routes import documents, embed, jobs, search, service
+from braid.api.runtime import Runtime, open_reader_engine
+from braid.engine.config import Settings
+from braid.engine.factory import Engine
 
 STATIC_DIR = Path(__file__).parent / "static"
 _log = logging.getLogger("braid.api")

@@ -20,7 +20,7 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from engine.models import SearchResponse
+from braid.engine.models import SearchResponse
 
 # Seconds; search latency on a CPU spans sub-millisecond BM25 to second-long reranking.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -7,7 +7,7 @@ import json
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import error_headers, error_payload
+from braid.api.errors import error_headers, error_payload
 
 
 class _TooLarge(HTTPException):

@@ -24,17 +24,17 @@ import threading
 from collections.abc import Callable
 from typing import Literal
 
-from api.batching import QueryBatchingEmbedder
-from api.metrics import Metrics
-from engine.config import Settings
-from engine.devices import set_cpu_threads
-from engine.errors import BackendUnavailableError, BraidError
-from engine.factory import Engine, build_engine
-from engine.locking import DataDirLock
-from engine.searcher import HybridSearcher
-from ingestion.ledger import LEDGER_FILE, Ledger
-from ingestion.service import Workspace, open_workspace
-from ingestion.worker import JOBS_FILE, IngestWorker, Job, JobQueue
+from braid.api.batching import QueryBatchingEmbedder
+from braid.api.metrics import Metrics
+from braid.engine.config import Settings
+from braid.engine.devices import set_cpu_threads
+from braid.engine.errors import BackendUnavailableError, BraidError
+from braid.engine.factory import Engine, build_engine
+from braid.engine.locking import DataDirLock
+from braid.engine.searcher import HybridSearcher
+from braid.ingestion.ledger import LEDGER_FILE, Ledger
+from braid.ingestion.service import Workspace, open_workspace
+from braid.ingestion.worker import JOBS_FILE, IngestWorker, Job, JobQueue
 
 SERVER_ROLE = "braid serve"
 Status = Literal["loading", "ready", "stopping", "stopped", "failed"]

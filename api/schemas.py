@@ -21,10 +21,10 @@ from pydantic import (
     StrictStr,
 )
 
-from engine.models import Hit, ModelInfo, SearchResponse
-from engine.searcher import MAX_CANDIDATES, MAX_TOP_K
-from ingestion.ledger import LedgerEntry
-from ingestion.worker import Job, JobQueue, WorkerStatus
+from braid.engine.models import Hit, ModelInfo, SearchResponse
+from braid.engine.searcher import MAX_CANDIDATES, MAX_TOP_K
+from braid.ingestion.ledger import LedgerEntry
+from braid.ingestion.worker import Job, JobQueue, WorkerStatus
 
 FilterJson = dict[str, JsonValue]
 # What a metadata value can be (engine.metadata.validate_metadata).

@@ -13,8 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from engine.embedder import DEFAULT_MODEL
-from engine.fusion import RRF_K
+from braid.engine.embedder import DEFAULT_MODEL
+from braid.engine.fusion import RRF_K
 
 
 class EmbedderSettings(BaseModel):

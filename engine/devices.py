@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.errors import ConfigError
+from braid.engine.errors import ConfigError
 
 
 def resolve_device(device: str) -> str:

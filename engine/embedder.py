@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
 
-from engine.devices import quiet_model_loading, resolve_device, set_cpu_threads
-from engine.errors import ConfigError
-from engine.models import ModelInfo
-from engine.protocols import Vectors
+from braid.engine.devices import quiet_model_loading, resolve_device, set_cpu_threads
+from braid.engine.errors import ConfigError
+from braid.engine.models import ModelInfo
+from braid.engine.protocols import Vectors
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}

@@ -6,16 +6,16 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from engine.config import Settings
-from engine.errors import BackendUnavailableError, BraidError, ConfigError
-from engine.profiles import with_profile
-from engine.protocols import DenseStore, Embedder, Reranker, SparseStore
-from engine.searcher import HybridSearcher, SearchDefaults
+from braid.engine.config import Settings
+from braid.engine.errors import BackendUnavailableError, BraidError, ConfigError
+from braid.engine.profiles import with_profile
+from braid.engine.protocols import DenseStore, Embedder, Reranker, SparseStore
+from braid.engine.searcher import HybridSearcher, SearchDefaults
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
 
-    from engine.dense.qdrant import QdrantOptions
+    from braid.engine.dense.qdrant import QdrantOptions
 
 
 # The qdrant sparse backend's collection on a server: "<qdrant.collection>_bm25".
@@ -24,7 +24,7 @@ SPARSE_MARKER_FILE = "braid-sparse.json"
 
 
 def build_embedder(settings: Settings) -> Embedder:
-    from engine.embedder import SentenceTransformerEmbedder
+    from braid.engine.embedder import SentenceTransformerEmbedder
 
     cfg = settings.embedder
     return SentenceTransformerEmbedder(
@@ -42,7 +42,7 @@ def build_reranker(settings: Settings) -> Reranker | None:
     cfg = settings.reranker
     if not cfg.enabled or not cfg.model:
         return None
-    from engine.reranker import CrossEncoderReranker
+    from braid.engine.reranker import CrossEncoderReranker
 
     return CrossEncoderReranker(
         cfg.model,
@@ -57,12 +57,12 @@ def build_reranker(settings: Settings) -> Reranker | None:
 def build_dense_store(settings: Settings, embedder: Embedder) -> DenseStore:
     cfg = settings.qdrant
     if cfg.mode == "edge":
-        from engine.dense.edge import QdrantEdgeDenseStore
+        from braid.engine.dense.edge import QdrantEdgeDenseStore
 
         return QdrantEdgeDenseStore(
             settings.dense_dir, embedder.info, search_threads=cfg.search_threads
         )
-    from engine.dense.qdrant import QdrantDenseStore
+    from braid.engine.dense.qdrant import QdrantDenseStore
 
     return QdrantDenseStore.open_aliased(
         qdrant_client(settings), cfg.collection, embedder.info, qdrant_options(settings)
@@ -89,7 +89,7 @@ def qdrant_client(settings: Settings) -> QdrantClient:
 
 
 def qdrant_options(settings: Settings) -> QdrantOptions:
-    from engine.dense.qdrant import QdrantOptions
+    from braid.engine.dense.qdrant import QdrantOptions
 
     cfg = settings.qdrant
     return QdrantOptions(
@@ -128,8 +128,8 @@ def build_sparse_store(
     if check_backend:
         check_sparse_backend(settings)
     if settings.sparse.backend == "tantivy":
-        from engine.sparse.following import FollowingSparseStore
-        from engine.sparse.tantivy_store import TantivySparseStore
+        from braid.engine.sparse.following import FollowingSparseStore
+        from braid.engine.sparse.tantivy_store import TantivySparseStore
 
         store = TantivySparseStore(
             settings.sparse_dir,
@@ -138,8 +138,8 @@ def build_sparse_store(
         )
         # A reader sees each commit of the writing process as soon as it is made.
         return FollowingSparseStore(store) if read_only else store
-    from engine.sparse.qdrant_backends import ClientSparseCollection, EdgeSparseCollection
-    from engine.sparse.qdrant_sparse import QdrantSparseStore
+    from braid.engine.sparse.qdrant_backends import ClientSparseCollection, EdgeSparseCollection
+    from braid.engine.sparse.qdrant_sparse import QdrantSparseStore
 
     cfg = settings.qdrant
     collection: EdgeSparseCollection | ClientSparseCollection

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, TypeAlias
 
-from engine.errors import InvalidFilterError
+from braid.engine.errors import InvalidFilterError
 
 Scalar: TypeAlias = str | int | float | bool
 ValueKind = Literal["str", "num", "bool", "date"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from engine.models import Hit, ScoredPoint, StageScore
+from braid.engine.models import Hit, ScoredPoint, StageScore
 
 RRF_K = 60  # Cormack, Clarke & Buettcher 2009; ranks are 1-based, so rank 1 adds w / 61.
 

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engine.errors import IndexLockedError
+from braid.engine.errors import IndexLockedError
 
 LOCK_FILE = "braid.lock"
 OWNER_FILE = "braid.owner.json"

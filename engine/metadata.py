@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from engine.errors import InvalidDocumentError
-from engine.filters import FIELD_NAME
-from engine.models import MetadataValue
+from braid.engine.errors import InvalidDocumentError
+from braid.engine.filters import FIELD_NAME
+from braid.engine.models import MetadataValue
 
 MAX_LIST_VALUES = 256
 

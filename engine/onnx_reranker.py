@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from engine.errors import ConfigError, MissingDependencyError
+from braid.engine.errors import ConfigError, MissingDependencyError
 
 ONNX_DIR = "onnx"
 FP32_FILE = "model.onnx"

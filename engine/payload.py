@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
-from engine.models import Chunk, Metadata, ModelInfo
+from braid.engine.models import Chunk, Metadata, ModelInfo
 
 # Fields every dense point carries besides the document metadata (issue: dense store).
 CORE_FIELDS = (

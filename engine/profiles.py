@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from engine.config import Settings
-from engine.errors import ConfigError
+from braid.engine.config import Settings
+from braid.engine.errors import ConfigError
 
 PROFILES_DIR = "profiles"
 PROFILE_KEYS = ("fusion", "weights", "rrf_k", "candidates", "rerank_depth", "reranker_model")

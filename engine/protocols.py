@@ -11,8 +11,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from engine.filters import FilterExpr
-from engine.models import Chunk, ModelInfo, ScoredPoint
+from braid.engine.filters import FilterExpr
+from braid.engine.models import Chunk, ModelInfo, ScoredPoint
 
 Vectors = npt.NDArray[np.float32]
 

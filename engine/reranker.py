@@ -8,9 +8,9 @@ from typing import Literal
 import numpy as np
 from sentence_transformers import CrossEncoder
 
-from engine.devices import quiet_model_loading, resolve_device, set_cpu_threads
-from engine.errors import ConfigError
-from engine.onnx_reranker import OnnxCrossEncoder
+from braid.engine.devices import quiet_model_loading, resolve_device, set_cpu_threads
+from braid.engine.errors import ConfigError
+from braid.engine.onnx_reranker import OnnxCrossEncoder
 
 RerankBackend = Literal["torch", "onnx", "onnx-int8"]
 

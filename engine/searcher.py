@@ -8,11 +8,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from engine.errors import InvalidRequestError
-from engine.filters import FilterExpr, parse_filter
-from engine.fusion import RRF_K, convex_fusion, single, weighted_rrf
-from engine.models import Hit, ScoredPoint, SearchMode, SearchResponse, StageScore
-from engine.protocols import DenseStore, Embedder, Reranker, SparseStore
+from braid.engine.errors import InvalidRequestError
+from braid.engine.filters import FilterExpr, parse_filter
+from braid.engine.fusion import RRF_K, convex_fusion, single, weighted_rrf
+from braid.engine.models import Hit, ScoredPoint, SearchMode, SearchResponse, StageScore
+from braid.engine.protocols import DenseStore, Embedder, Reranker, SparseStore
 
 FusionMethod = Literal["rrf", "convex"]
 MAX_TOP_K = 1000

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine.models import ModelInfo
-from engine.protocols import Embedder, Vectors
+from braid.engine.models import ModelInfo
+from braid.engine.protocols import Embedder, Vectors
 
 
 class CachingEmbedder:

@@ -7,13 +7,13 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add the evaluation, benchmark and training groups to the root ``braid`` command."""
-    from eval.bench.cli import bench_app
+    from braid.eval.bench.cli import bench_app
 
     app.add_typer(
         bench_app, name="bench", help="Benchmarks: medians and ratios, printed, not asserted."
     )
     try:
-        from eval.commands import eval_app, train_app  # type: ignore[import-not-found,unused-ignore]
+        from braid.eval.commands import eval_app, train_app  # type: ignore[import-not-found,unused-ignore]
     except ImportError:  # not written yet
         return
     app.add_typer(eval_app, name="eval", help="Evaluate on BEIR-format datasets, tune fusion.")

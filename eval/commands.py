@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from engine.config import Settings
-from engine.errors import BraidError
+from braid.engine.config import Settings
+from braid.engine.errors import BraidError
 
 eval_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 train_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
@@ -63,7 +63,7 @@ def _settings(data_dir: Path | None) -> Settings:
 
 def _apply_named(settings: Settings, name: str) -> Settings:
     """``--profile NAME`` on top of any ``BRAID_PROFILE``, both from the main data dir."""
-    from engine.profiles import apply_profile, load_profile, with_profile
+    from braid.engine.profiles import apply_profile, load_profile, with_profile
 
     named = apply_profile(with_profile(settings), load_profile(settings.data_dir, name))
     return named.model_copy(update={"profile": None})
@@ -111,8 +111,8 @@ def _with_reranker(settings: Settings, reranker: str | None) -> Settings:
 
 
 def _open(folder: Path, settings: Settings, index_dir: Path | None, quiet: bool) -> Any:
-    from eval.datasets import count_corpus
-    from eval.indexes import open_index
+    from braid.eval.datasets import count_corpus
+    from braid.eval.indexes import open_index
 
     total = count_corpus(folder)
     with _progress(f"ingest {folder.name}", quiet) as update:
@@ -159,9 +159,9 @@ def run_command(
     as_json: JsonOption = False,
 ) -> None:
     """Evaluate modes on one split: metrics, anchors, significance, latency per stage."""
-    from eval.datasets import load_dataset, resolve_dataset
-    from eval.evaluation import evaluate_mode, result_document, save_result, significance
-    from eval.runs import DEFAULT_MODES, MODES, RunParams, split_mode
+    from braid.eval.datasets import load_dataset, resolve_dataset
+    from braid.eval.evaluation import evaluate_mode, result_document, save_result, significance
+    from braid.eval.runs import DEFAULT_MODES, MODES, RunParams, split_mode
 
     settings = _settings(data_dir)
     profile = profile or settings.profile  # --profile, else BRAID_PROFILE
@@ -232,7 +232,7 @@ def _limited(data: Any, limit: int) -> Any:
 
 
 def print_result(document: dict[str, Any]) -> None:
-    from eval.metrics import METRICS
+    from braid.eval.metrics import METRICS
 
     title = f"{document['dataset']} {document['split']} ({document['queries']} queries)" + (
         f", profile {document['profile']}" if document.get("profile") else ""
@@ -324,18 +324,18 @@ def sweep_command(
     as_json: JsonOption = False,
 ) -> None:
     """Tune RRF k, weights, convex alpha and depth on the train split; report once on test."""
-    from engine.profiles import save_profile
-    from engine.searcher import HybridSearcher
-    from eval.caching import CachingEmbedder
-    from eval.datasets import load_dataset, resolve_dataset
-    from eval.evaluation import (
+    from braid.engine.profiles import save_profile
+    from braid.engine.searcher import HybridSearcher
+    from braid.eval.caching import CachingEmbedder
+    from braid.eval.datasets import load_dataset, resolve_dataset
+    from braid.eval.evaluation import (
         evaluate_mode,
         save_result,
         significance,
         with_mode_name,
     )
-    from eval.runs import RunParams
-    from eval.sweep import CANDIDATES, best, first_stage_grid, profile_from, run_sweep
+    from braid.eval.runs import RunParams
+    from braid.eval.sweep import CANDIDATES, best, first_stage_grid, profile_from, run_sweep
 
     if test_split is not None and test_split == train_split:
         raise _fail("--test-split must differ from --train-split: never tune on test", 2)
@@ -488,9 +488,9 @@ def report_command(
     as_json: JsonOption = False,
 ) -> None:
     """Markdown report with plots from saved `eval run` and `eval sweep` results."""
-    from eval.evaluation import load_result
-    from eval.indexes import default_index_dir
-    from eval.report import write_report
+    from braid.eval.evaluation import load_result
+    from braid.eval.indexes import default_index_dir
+    from braid.eval.report import write_report
 
     settings = _settings(data_dir)
     folder = index_dir or default_index_dir(settings.data_dir, Path(dataset).name)
@@ -535,7 +535,7 @@ def perturb_command(
     as_json: JsonOption = False,
 ) -> None:
     """Rank stability under small query edits: overlap@10 and RBO per mode, and nDCG@10 change."""
-    from eval.robustness import perturbation_study
+    from braid.eval.robustness import perturbation_study
 
     settings = _settings(data_dir)
     data, folder, settings = _load_for_study(
@@ -598,7 +598,7 @@ def _load_for_study(
     datasets: Path | None,
     settings: Settings,
 ) -> tuple[Any, Path, Settings]:
-    from eval.datasets import load_dataset, resolve_dataset
+    from braid.eval.datasets import load_dataset, resolve_dataset
 
     try:
         if profile:
@@ -638,8 +638,8 @@ def compare_command(
     as_json: JsonOption = False,
 ) -> None:
     """Shadow comparison: one query set on two indexes, models, rerankers or profiles."""
-    from eval.indexes import default_index_dir
-    from eval.robustness import Side, compare_sides
+    from braid.eval.indexes import default_index_dir
+    from braid.eval.robustness import Side, compare_sides
 
     base = _settings(data_dir)
     data, folder, _ = _load_for_study(dataset, split, None, None, limit, datasets, base)
@@ -742,15 +742,15 @@ def train_reranker_command(
     as_json: JsonOption = False,
 ) -> None:
     """Fine-tune a CrossEncoder with hard negatives from our own index; gate it on held-out dev."""
-    from engine.devices import resolve_device
-    from engine.profiles import save_profile
-    from engine.reranker import CrossEncoderReranker
-    from engine.searcher import HybridSearcher
-    from eval.datasets import iter_corpus, load_dataset, resolve_dataset
-    from eval.evaluation import evaluate_mode
-    from eval.runs import RunParams
-    from eval.stats import compare
-    from eval.training import (
+    from braid.engine.devices import resolve_device
+    from braid.engine.profiles import save_profile
+    from braid.engine.reranker import CrossEncoderReranker
+    from braid.engine.searcher import HybridSearcher
+    from braid.eval.datasets import iter_corpus, load_dataset, resolve_dataset
+    from braid.eval.evaluation import evaluate_mode
+    from braid.eval.runs import RunParams
+    from braid.eval.stats import compare
+    from braid.eval.training import (
         STATE_FILE,
         TrainConfig,
         created_now,

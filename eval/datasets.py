@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.errors import BraidError
+from braid.engine.errors import BraidError
 
 Qrels = dict[str, dict[str, int]]  # query id -> doc id -> graded relevance
 DATASETS_ENV = "BRAID_EVAL_DATASETS"

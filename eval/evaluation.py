@@ -11,12 +11,20 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine.searcher import HybridSearcher
-from eval.anchors import GOALS, anchors_for, headline_anchor
-from eval.datasets import Dataset
-from eval.metrics import METRICS, PRIMARY, PerQuery, per_query, summarize
-from eval.runs import SINGLE_MODES, Run, RunParams, execute_run, run_path, search_once, write_trec
-from eval.stats import Comparison, compare, latency_summary, with_holm
+from braid.engine.searcher import HybridSearcher
+from braid.eval.anchors import GOALS, anchors_for, headline_anchor
+from braid.eval.datasets import Dataset
+from braid.eval.metrics import METRICS, PRIMARY, PerQuery, per_query, summarize
+from braid.eval.runs import (
+    SINGLE_MODES,
+    Run,
+    RunParams,
+    execute_run,
+    run_path,
+    search_once,
+    write_trec,
+)
+from braid.eval.stats import Comparison, compare, latency_summary, with_holm
 
 SIGNIFICANCE_METRICS = ("ndcg@10", "recall@100")
 RESULTS_DIR = "results"

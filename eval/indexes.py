@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.config import Settings
-from eval.datasets import corpus_fingerprint, iter_corpus
-from ingestion.pipeline import Progress
-from ingestion.readers import read_beir
-from ingestion.service import Workspace, open_workspace
+from braid.engine.config import Settings
+from braid.eval.datasets import corpus_fingerprint, iter_corpus
+from braid.ingestion.pipeline import Progress
+from braid.ingestion.readers import read_beir
+from braid.ingestion.service import Workspace, open_workspace
 
 CORPUS_KEY = "eval.corpus_sha256"
 ERRORS_KEY = "eval.skipped_documents"
@@ -38,7 +38,7 @@ def index_settings(settings: Settings, index_dir: Path) -> Settings:
     it is cleared here so the engine does not look for it inside the index's data dir.
     """
     if settings.profile:
-        from engine.profiles import with_profile
+        from braid.engine.profiles import with_profile
 
         settings = with_profile(settings)
     return settings.model_copy(update={"data_dir": index_dir, "profile": None})

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from eval.datasets import Qrels
+from braid.eval.datasets import Qrels
 
 if TYPE_CHECKING:
     from ir_measures import Measure

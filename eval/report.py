@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from eval.metrics import METRICS
+from braid.eval.metrics import METRICS
 
 
 def _plt() -> Any:

@@ -7,14 +7,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from engine.config import Settings
-from engine.searcher import HybridSearcher
-from eval.datasets import Dataset
-from eval.evaluation import ModeResult, evaluate_mode
-from eval.metrics import mean
-from eval.perturb import PERTURBATIONS, overlap_at_k, perturb, rbo
-from eval.runs import RunParams
-from eval.stats import compare, with_holm
+from braid.engine.config import Settings
+from braid.engine.searcher import HybridSearcher
+from braid.eval.datasets import Dataset
+from braid.eval.evaluation import ModeResult, evaluate_mode
+from braid.eval.metrics import mean
+from braid.eval.perturb import PERTURBATIONS, overlap_at_k, perturb, rbo
+from braid.eval.runs import RunParams
+from braid.eval.stats import compare, with_holm
 
 
 def perturbation_study(
@@ -88,7 +88,7 @@ def compare_sides(
 ) -> dict[str, object]:
     """Run ``modes`` on both sides (opened one after the other: each holds its data dir's
     lock), then overlap@k, RBO and metric deltas with paired tests (Holm over modes)."""
-    from eval.indexes import open_index
+    from braid.eval.indexes import open_index
 
     results: list[dict[str, ModeResult]] = []
     described: list[dict[str, object]] = []

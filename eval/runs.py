@@ -30,9 +30,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, get_args
 
-from engine.models import SearchMode, SearchResponse
-from engine.searcher import FusionMethod, HybridSearcher
-from eval.datasets import Dataset
+from braid.engine.models import SearchMode, SearchResponse
+from braid.engine.searcher import FusionMethod, HybridSearcher
+from braid.eval.datasets import Dataset
 
 ModeName = Literal["bm25", "dense", "hybrid", "hybrid+rerank", "bm25+rerank"]
 MODES: tuple[str, ...] = get_args(ModeName)

@@ -22,11 +22,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from engine.searcher import HybridSearcher
-from eval.datasets import Dataset
-from eval.metrics import PRIMARY, per_query, summarize
-from eval.runs import RunParams, execute_run
-from eval.stats import latency_summary
+from braid.engine.searcher import HybridSearcher
+from braid.eval.datasets import Dataset
+from braid.eval.metrics import PRIMARY, per_query, summarize
+from braid.eval.runs import RunParams, execute_run
+from braid.eval.stats import latency_summary
 
 RRF_KS: tuple[float, ...] = (1, 5, 10, 20, 40, 60, 100)
 BM25_SHARES: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7)

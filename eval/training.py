@@ -42,9 +42,9 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
-from engine.searcher import HybridSearcher
-from eval.datasets import CorpusDoc, Dataset
-from eval.runs import RunParams, search_once
+from braid.engine.searcher import HybridSearcher
+from braid.eval.datasets import CorpusDoc, Dataset
+from braid.eval.runs import RunParams, search_once
 
 MODELS_DIR = Path("models") / "rerankers"
 CHECKPOINT = "checkpoint"
@@ -229,7 +229,7 @@ def train_cross_encoder(
     from sentence_transformers import CrossEncoder
     from transformers import get_linear_schedule_with_warmup
 
-    from engine.embedder import resolve_model_path
+    from braid.engine.embedder import resolve_model_path
 
     folder.mkdir(parents=True, exist_ok=True)
     checkpoint = folder / CHECKPOINT

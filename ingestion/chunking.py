@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerBase
 
-from engine.errors import ConfigError
-from engine.models import Chunk
-from ingestion.documents import SourceDocument
+from braid.engine.errors import ConfigError
+from braid.engine.models import Chunk
+from braid.ingestion.documents import SourceDocument
 
 _PARAGRAPH = re.compile(r"\n\s*\n")
 _SENTENCE = re.compile(r"[.!?;:][\"')\]]*\s")

@@ -20,15 +20,15 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from engine.config import Settings
-from engine.errors import BraidError, IndexLockedError
-from engine.filters import FilterExpr, parse_filter
-from engine.locking import DataDirLock, read_owner
-from engine.models import Hit, SearchMode, SearchResponse
-from ingestion import pipeline as pipeline_module
-from ingestion.readers import read_inputs
-from ingestion.remote import RemoteIngest
-from ingestion.service import Workspace, open_workspace
+from braid.engine.config import Settings
+from braid.engine.errors import BraidError, IndexLockedError
+from braid.engine.filters import FilterExpr, parse_filter
+from braid.engine.locking import DataDirLock, read_owner
+from braid.engine.models import Hit, SearchMode, SearchResponse
+from braid.ingestion import pipeline as pipeline_module
+from braid.ingestion.readers import read_inputs
+from braid.ingestion.remote import RemoteIngest
+from braid.ingestion.service import Workspace, open_workspace
 
 T = TypeVar("T")
 
@@ -283,7 +283,7 @@ def _search_local(
     expr: FilterExpr | None,
     no_rerank: bool,
 ) -> dict[str, Any]:
-    from engine.factory import build_engine
+    from braid.engine.factory import build_engine
 
     try:
         engine = build_engine(settings, read_only=True)
@@ -508,7 +508,7 @@ def reindex(
     Searches keep using the current model until `braid promote`; judge the two first with
     `braid eval compare`.
     """
-    from ingestion.versions import reindex as run_reindex
+    from braid.ingestion.versions import reindex as run_reindex
 
     result = _in_workspace(data_dir, "braid reindex", lambda ws: run_reindex(ws, model))
     if as_json:
@@ -530,7 +530,7 @@ def move_sparse(
     Run it with the data dir's current BRAID_SPARSE__BACKEND; afterwards set the new one for
     every process. The old store's files are kept until you delete them.
     """
-    from ingestion.versions import move_sparse as run_move
+    from braid.ingestion.versions import move_sparse as run_move
 
     if to not in ("tantivy", "qdrant"):
         raise typer.BadParameter("--to must be tantivy or qdrant", param_hint="--to")
@@ -548,7 +548,7 @@ def move_sparse(
 @app.command()
 def collections(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """The collections built per embedding model version, and which one searches use."""
-    from ingestion.versions import collections as list_collections
+    from braid.ingestion.versions import collections as list_collections
 
     found = _in_workspace(data_dir, "braid collections", list_collections)
     if as_json:
@@ -577,7 +577,7 @@ def promote(
     as_json: JsonOption = False,
 ) -> None:
     """Switch the search alias to another model's collection, atomically."""
-    from ingestion.versions import promote_collection
+    from braid.ingestion.versions import promote_collection
 
     result = _in_workspace(data_dir, "braid promote", lambda ws: promote_collection(ws, collection))
     if as_json:
@@ -597,7 +597,7 @@ def drop(
     as_json: JsonOption = False,
 ) -> None:
     """Delete model collections that the alias no longer serves."""
-    from ingestion.versions import drop_collections
+    from braid.ingestion.versions import drop_collections
 
     dropped = _in_workspace(data_dir, "braid drop", lambda ws: drop_collections(ws, names))
     if as_json:
@@ -629,8 +629,8 @@ def worker(
     import signal
     import threading
 
-    from ingestion.worker import Job
-    from ingestion.worker_process import run_worker
+    from braid.ingestion.worker import Job
+    from braid.ingestion.worker_process import run_worker
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from engine.models import MetadataValue
+from braid.engine.models import MetadataValue
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from engine.models import chunk_id_for
+from braid.engine.models import chunk_id_for
 
 LEDGER_FILE = "ledger.sqlite"
 State = Literal["pending", "indexed"]

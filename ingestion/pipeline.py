@@ -22,13 +22,13 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from engine.filters import FilterExpr
-from engine.models import Chunk
-from engine.protocols import DenseStore, Embedder, SparseStore, Vectors
-from ingestion.chunking import TokenChunker
-from ingestion.documents import InputError, SourceDocument
-from ingestion.ledger import Ledger
-from ingestion.readers import Record, without_duplicates
+from braid.engine.filters import FilterExpr
+from braid.engine.models import Chunk
+from braid.engine.protocols import DenseStore, Embedder, SparseStore, Vectors
+from braid.ingestion.chunking import TokenChunker
+from braid.ingestion.documents import InputError, SourceDocument
+from braid.ingestion.ledger import Ledger
+from braid.ingestion.readers import Record, without_duplicates
 
 DELETED_CHUNKS_KEY = "deleted_chunks_since_compaction"
 CHUNKING_KEY = "chunking"

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from engine.errors import InvalidDocumentError
-from engine.metadata import validate_metadata
-from ingestion.documents import InputError, SourceDocument
+from braid.engine.errors import InvalidDocumentError
+from braid.engine.metadata import validate_metadata
+from braid.ingestion.documents import InputError, SourceDocument
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}

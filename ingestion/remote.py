@@ -13,10 +13,10 @@ from typing import Any
 
 import httpx
 
-from engine.errors import BackendUnavailableError
-from ingestion.documents import InputError, SourceDocument
-from ingestion.pipeline import IngestReport, Progress
-from ingestion.readers import Record, without_duplicates
+from braid.engine.errors import BackendUnavailableError
+from braid.ingestion.documents import InputError, SourceDocument
+from braid.ingestion.pipeline import IngestReport, Progress
+from braid.ingestion.readers import Record, without_duplicates
 
 POLL_SECONDS = 0.25
 MAX_BUSY_RETRIES = 60

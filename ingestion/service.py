@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
-from engine.config import Settings
-from engine.factory import Engine, build_engine
-from engine.locking import DataDirLock
-from ingestion.chunking import ChunkingPolicy, TokenChunker
-from ingestion.ledger import LEDGER_FILE, Ledger
-from ingestion.pipeline import IngestPipeline
+from braid.engine.config import Settings
+from braid.engine.factory import Engine, build_engine
+from braid.engine.locking import DataDirLock
+from braid.ingestion.chunking import ChunkingPolicy, TokenChunker
+from braid.ingestion.ledger import LEDGER_FILE, Ledger
+from braid.ingestion.pipeline import IngestPipeline
 
 
 @dataclass

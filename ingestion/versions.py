@@ -14,13 +14,19 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from engine.config import Settings
-from engine.dense.qdrant import QdrantDenseStore, collection_for, drop, model_collections, promote
-from engine.errors import ConfigError
-from engine.factory import build_embedder, build_sparse_store, record_sparse_backend
-from engine.models import Chunk
-from ingestion.chunking import TokenChunker
-from ingestion.service import Workspace, tokenizer_of_embedder
+from braid.engine.config import Settings
+from braid.engine.dense.qdrant import (
+    QdrantDenseStore,
+    collection_for,
+    drop,
+    model_collections,
+    promote,
+)
+from braid.engine.errors import ConfigError
+from braid.engine.factory import build_embedder, build_sparse_store, record_sparse_backend
+from braid.engine.models import Chunk
+from braid.ingestion.chunking import TokenChunker
+from braid.ingestion.service import Workspace, tokenizer_of_embedder
 
 REINDEX_BATCH = 256
 MOVE_BATCH = 10_000

@@ -25,11 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, cast
 
-from engine.errors import BraidError
-from engine.filters import parse_filter
-from engine.models import MetadataValue
-from ingestion.documents import SourceDocument
-from ingestion.pipeline import IngestPipeline, Progress
+from braid.engine.errors import BraidError
+from braid.engine.filters import parse_filter
+from braid.engine.models import MetadataValue
+from braid.ingestion.documents import SourceDocument
+from braid.ingestion.pipeline import IngestPipeline, Progress
 
 JOBS_FILE = "jobs.sqlite"
 JobKind = Literal["upsert", "delete", "delete_filter"]

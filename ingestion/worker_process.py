@@ -13,9 +13,9 @@ import logging
 import threading
 from collections.abc import Callable
 
-from engine.config import Settings
-from ingestion.service import open_workspace
-from ingestion.worker import JOBS_FILE, IngestWorker, Job, JobQueue, WorkerStatus
+from braid.engine.config import Settings
+from braid.ingestion.service import open_workspace
+from braid.ingestion.worker import JOBS_FILE, IngestWorker, Job, JobQueue, WorkerStatus
 
 WORKER_ROLE = "braid worker"
 _log = logging.getLogger("braid.worker")

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.embedder import SentenceTransformerEmbedder
-from engine.metadata import validate_metadata
-from engine.models import Chunk
-from engine.sparse.analysis import bm25_text
+from braid.engine.embedder import SentenceTransformerEmbedder
+from braid.engine.metadata import validate_metadata
+from braid.engine.models import Chunk
+from braid.engine.sparse.analysis import bm25_text
 
 # Two cores on the CI machines: more torch threads only contend with Qdrant and Tantivy.
 TORCH_THREADS = 2

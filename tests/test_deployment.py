@@ -13,9 +13,9 @@ import typer
 import yaml
 from pydantic import BaseModel
 
-from engine.config import Settings
-from ingestion import cli as ingestion_cli
-from ingestion.worker_process import WORKER_ROLE
+from braid.engine.config import Settings
+from braid.ingestion import cli as ingestion_cli
+from braid.ingestion.worker_process import WORKER_ROLE
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 
-from engine.config import Settings
-from engine.embedder import resolve_model_path
-from engine.errors import ConfigError, ModelMismatchError
-from ingestion.readers import read_jsonl
-from ingestion.service import open_workspace
-from ingestion.versions import collections, drop_collections, promote_collection, reindex
+from braid.engine.config import Settings
+from braid.engine.embedder import resolve_model_path
+from braid.engine.errors import ConfigError, ModelMismatchError
+from braid.ingestion.readers import read_jsonl
+from braid.ingestion.service import open_workspace
+from braid.ingestion.versions import collections, drop_collections, promote_collection, reindex
 
 SAMPLE = Path(__file__).parent / "data" / "sample.jsonl"
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import (
+from braid.api.deps import (
     READ,
     WRITE,
     CheckedDocuments,
@@ -19,11 +19,11 @@ from api.deps import (
     WorkerDep,
     request_filter,
 )
-from api.errors import InvalidInput, error_responses
-from api.schemas import ChunkOut, DeleteIn, DocumentOut, JobAccepted, JobOut, MetadataOut
-from engine.errors import DocumentNotFoundError
-from engine.models import point_id_for
-from ingestion.worker import IngestWorker, Job
+from braid.api.errors import InvalidInput, error_responses
+from braid.api.schemas import ChunkOut, DeleteIn, DocumentOut, JobAccepted, JobOut, MetadataOut
+from braid.engine.errors import DocumentNotFoundError
+from braid.engine.models import point_id_for
+from braid.ingestion.worker import IngestWorker, Job
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import READ, CheckedEmbed, EngineDep, MetricsDep
-from api.errors import error_responses
-from api.schemas import EmbedResponse, ModelOut
+from braid.api.deps import READ, CheckedEmbed, EngineDep, MetricsDep
+from braid.api.errors import error_responses
+from braid.api.schemas import EmbedResponse, ModelOut
 
 router = APIRouter(prefix="/v1", tags=["embed"])
 

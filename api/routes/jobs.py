@@ -6,9 +6,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from api.deps import READ, QueueDep
-from api.errors import error_responses
-from api.schemas import JobList, JobOut
+from braid.api.deps import READ, QueueDep
+from braid.api.errors import error_responses
+from braid.api.schemas import JobList, JobOut
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import READ, CheckedSearch, MetricsDep, SearcherDep, request_filter
-from api.errors import error_responses
-from api.schemas import SearchResponseOut
+from braid.api.deps import READ, CheckedSearch, MetricsDep, SearcherDep, request_filter
+from braid.api.errors import error_responses
+from braid.api.schemas import SearchResponseOut
 
 router = APIRouter(prefix="/v1", tags=["search"])
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from api.deps import READ, EngineDep, LedgerDep, QueueDep, ReadyDep, RuntimeDep, WorkerDep
-from api.errors import NotReady, error_responses
-from api.metrics import CONTENT_TYPE
-from api.schemas import (
+from braid.api.deps import READ, EngineDep, LedgerDep, QueueDep, ReadyDep, RuntimeDep, WorkerDep
+from braid.api.errors import NotReady, error_responses
+from braid.api.metrics import CONTENT_TYPE
+from braid.api.schemas import (
     HealthOut,
     LedgerModel,
     LedgerStats,

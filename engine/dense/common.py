@@ -6,8 +6,8 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-from engine.errors import ModelMismatchError
-from engine.models import Chunk, ModelInfo
+from braid.engine.errors import ModelMismatchError
+from braid.engine.models import Chunk, ModelInfo
 
 IndexKind = Literal["keyword", "float", "bool"]
 # Payload fields braid itself filters or deletes on.

@@ -10,7 +10,7 @@ from typing import Any
 
 import qdrant_edge as qe
 
-from engine.dense.common import (
+from braid.engine.dense.common import (
     CORE_INDEXES,
     IndexKind,
     check_model,
@@ -18,12 +18,12 @@ from engine.dense.common import (
     metadata_index_kinds,
     stored_point_ids,
 )
-from engine.dense.qdrant_filters import METADATA_KEY, to_qdrant_filter
-from engine.errors import BackendUnavailableError
-from engine.filters import FilterExpr
-from engine.models import Chunk, ModelInfo, ScoredPoint
-from engine.payload import chunk_from_payload, chunk_payload
-from engine.protocols import Vectors
+from braid.engine.dense.qdrant_filters import METADATA_KEY, to_qdrant_filter
+from braid.engine.errors import BackendUnavailableError
+from braid.engine.filters import FilterExpr
+from braid.engine.models import Chunk, ModelInfo, ScoredPoint
+from braid.engine.payload import chunk_from_payload, chunk_payload
+from braid.engine.protocols import Vectors
 
 MANIFEST_FILE = "braid-model.json"
 _SCHEMA_TYPES: dict[IndexKind, Any] = {

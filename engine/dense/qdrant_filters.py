@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.filters import And, Eq, FilterExpr, In, Or, Range, epoch_to_rfc3339
+from braid.engine.filters import And, Eq, FilterExpr, In, Or, Range, epoch_to_rfc3339
 
 METADATA_KEY = "metadata"
 

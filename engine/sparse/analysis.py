@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tantivy
 
-from engine.models import Chunk
+from braid.engine.models import Chunk
 
 MAX_TOKEN_LENGTH = 40  # Tantivy's en_stem drops tokens longer than this (RemoveLongFilter)
 

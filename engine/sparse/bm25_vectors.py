@@ -23,7 +23,7 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass
 
-from engine.sparse.analysis import en_stem_analyzer
+from braid.engine.sparse.analysis import en_stem_analyzer
 
 K1 = 1.2
 B = 0.75

@@ -14,9 +14,9 @@ import os
 import threading
 from collections.abc import Iterable, Sequence
 
-from engine.filters import FilterExpr
-from engine.models import Chunk, ScoredPoint
-from engine.sparse.tantivy_store import TantivySparseStore
+from braid.engine.filters import FilterExpr
+from braid.engine.models import Chunk, ScoredPoint
+from braid.engine.sparse.tantivy_store import TantivySparseStore
 
 META_FILE = "meta.json"  # Tantivy replaces it atomically (write, then rename) at each commit
 _log = logging.getLogger(__name__)

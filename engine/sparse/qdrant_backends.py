@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from engine.dense.common import CORE_INDEXES, IndexKind
-from engine.dense.qdrant_filters import METADATA_KEY, to_qdrant_filter
-from engine.errors import BackendUnavailableError
-from engine.filters import FilterExpr
-from engine.sparse.bm25_vectors import SparseVectorData
+from braid.engine.dense.common import CORE_INDEXES, IndexKind
+from braid.engine.dense.qdrant_filters import METADATA_KEY, to_qdrant_filter
+from braid.engine.errors import BackendUnavailableError
+from braid.engine.filters import FilterExpr
+from braid.engine.sparse.bm25_vectors import SparseVectorData
 
 VECTOR_NAME = "bm25"
 MANIFEST_FILE = "braid-bm25.json"
@@ -216,7 +216,7 @@ class ClientSparseCollection:
     ) -> None:
         from qdrant_client import models as qm
 
-        from engine.dense.qdrant import BACKEND_ERRORS, create_if_missing, retrying
+        from braid.engine.dense.qdrant import BACKEND_ERRORS, create_if_missing, retrying
 
         self._qm = qm
         self._client = client

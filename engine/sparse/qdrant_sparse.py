@@ -19,14 +19,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.dense.common import CORE_INDEXES, metadata_index_kinds, stored_point_ids
-from engine.errors import ConfigError, IndexLockedError
-from engine.filters import FilterExpr
-from engine.models import Chunk, ScoredPoint
-from engine.payload import chunk_from_payload, chunk_payload
-from engine.sparse.analysis import bm25_text
-from engine.sparse.bm25_vectors import K1, B, Bm25Encoder
-from engine.sparse.qdrant_backends import SparseCollection, SparsePoint
+from braid.engine.dense.common import CORE_INDEXES, metadata_index_kinds, stored_point_ids
+from braid.engine.errors import ConfigError, IndexLockedError
+from braid.engine.filters import FilterExpr
+from braid.engine.models import Chunk, ScoredPoint
+from braid.engine.payload import chunk_from_payload, chunk_payload
+from braid.engine.sparse.analysis import bm25_text
+from braid.engine.sparse.bm25_vectors import K1, B, Bm25Encoder
+from braid.engine.sparse.qdrant_backends import SparseCollection, SparsePoint
 
 SCORING = "bm25-tantivy-en_stem-blake2b32"
 # optimize() rewrites the vectors when the corpus average length moved further than this.

@@ -16,7 +16,7 @@ import struct
 
 import tantivy
 
-from engine.filters import And, Eq, FilterExpr, In, Or, Range
+from braid.engine.filters import And, Eq, FilterExpr, In, Or, Range
 
 _LOW_63_BITS = 0x7FFF_FFFF_FFFF_FFFF
 STRING_MARK = "="  # no RFC 3339 date starts with it

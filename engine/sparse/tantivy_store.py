@@ -17,12 +17,12 @@ from pathlib import Path
 
 import tantivy
 
-from engine.errors import BackendUnavailableError, IndexLockedError
-from engine.filters import FilterExpr, iso_to_epoch
-from engine.models import Chunk, ScoredPoint
-from engine.payload import chunk_from_payload, chunk_payload
-from engine.sparse.analysis import bm25_text, en_stem_analyzer
-from engine.sparse.tantivy_filters import meta_string, ordered_code, to_tantivy_query
+from braid.engine.errors import BackendUnavailableError, IndexLockedError
+from braid.engine.filters import FilterExpr, iso_to_epoch
+from braid.engine.models import Chunk, ScoredPoint
+from braid.engine.payload import chunk_from_payload, chunk_payload
+from braid.engine.sparse.analysis import bm25_text, en_stem_analyzer
+from braid.engine.sparse.tantivy_filters import meta_string, ordered_code, to_tantivy_query
 
 BM25_FIELD = "content"
 WRITER_HEAP_BYTES = 128_000_000

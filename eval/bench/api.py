@@ -25,11 +25,11 @@ from typing import Any
 import httpx
 import numpy as np
 
-from engine.config import Settings
-from eval.bench.corpus import queries
-from ingestion.documents import SourceDocument
-from ingestion.readers import read_beir
-from ingestion.service import open_workspace
+from braid.engine.config import Settings
+from braid.eval.bench.corpus import queries
+from braid.ingestion.documents import SourceDocument
+from braid.ingestion.readers import read_beir
+from braid.ingestion.service import open_workspace
 
 READY_TIMEOUT_S = 180.0
 
@@ -72,7 +72,7 @@ def run_api_bench(
         [
             sys.executable,
             "-m",
-            "ingestion.cli",
+            "braid.ingestion.cli",
             "serve",
             "--host",
             "127.0.0.1",

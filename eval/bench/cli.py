@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from engine.config import Settings
+from braid.engine.config import Settings
 
 bench_app = typer.Typer(no_args_is_help=True)
 console = Console(stderr=True)
@@ -41,7 +41,7 @@ def query(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Per-stage latency (p50/p95) for bm25, dense, hybrid and hybrid+filter on N chunks."""
-    from eval.bench.query import run_query_bench
+    from braid.eval.bench.query import run_query_bench
 
     base = _settings(data_dir)
     settings = base.model_copy(update={"data_dir": base.data_dir / f"bench-query-{docs}"})
@@ -61,7 +61,7 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Ingest throughput vs raw model.encode on the same chunks, in one run."""
-    from eval.bench.ingest import run_ingest_bench
+    from braid.eval.bench.ingest import run_ingest_bench
 
     base = _settings(data_dir)
     report = run_ingest_bench(base, corpus, limit, batch_size)
@@ -82,7 +82,7 @@ def api(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Loopback load test of a real `braid serve`: QPS, p50/p95/p99, errors, lost documents."""
-    from eval.bench.api import run_api_bench
+    from braid.eval.bench.api import run_api_bench
 
     report = run_api_bench(Settings(), corpus, preload, clients, seconds, upsert_share)
     _emit(report, as_json, _api_table)
@@ -108,7 +108,7 @@ def sparse(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Tantivy vs Qdrant Edge sparse BM25 on N chunks: build rate, disk, memory, p50/p95/p99."""
-    from eval.bench.sparse import run_sparse_bench
+    from braid.eval.bench.sparse import run_sparse_bench
 
     root = _settings(data_dir).data_dir
     console.print(f"benchmark indexes under {root} (built once, then reused)")

@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from ingestion.documents import SourceDocument
-from ingestion.readers import read_beir
+from braid.ingestion.documents import SourceDocument
+from braid.ingestion.readers import read_beir
 
 SOURCES = ("pubmed", "arxiv", "journal", "preprint", "review", "thesis", "book", "web")
 TAGS = ("biology", "medicine", "genetics", "oncology", "neuro", "immunology", "cardio", "methods")

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.config import Settings
-from ingestion.documents import SourceDocument
-from ingestion.readers import read_beir
-from ingestion.service import open_workspace
+from braid.engine.config import Settings
+from braid.ingestion.documents import SourceDocument
+from braid.ingestion.readers import read_beir
+from braid.ingestion.service import open_workspace
 
 
 def run_ingest_bench(

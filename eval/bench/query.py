@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 import qdrant_edge as qe
 
-from engine.config import Settings
-from engine.dense.edge import QdrantEdgeDenseStore
-from engine.models import SearchMode
-from eval.bench.corpus import queries, scaled_corpus
-from eval.bench.stats import percentiles
-from ingestion.documents import SourceDocument
-from ingestion.pipeline import Progress
-from ingestion.service import Workspace, open_workspace
+from braid.engine.config import Settings
+from braid.engine.dense.edge import QdrantEdgeDenseStore
+from braid.engine.models import SearchMode
+from braid.eval.bench.corpus import queries, scaled_corpus
+from braid.eval.bench.stats import percentiles
+from braid.ingestion.documents import SourceDocument
+from braid.ingestion.pipeline import Progress
+from braid.ingestion.service import Workspace, open_workspace
 
 BENCH_FILTER = {"year": {"$gte": 2000}, "source": {"$in": ["pubmed", "journal", "review"]}}
 MODES: dict[str, tuple[SearchMode, dict[str, Any] | None]] = {

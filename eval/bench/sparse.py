@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from engine.filters import parse_filter
-from engine.models import Chunk
-from engine.protocols import SparseStore
-from eval.bench.corpus import queries, scaled_corpus
-from eval.bench.stats import percentiles
+from braid.engine.filters import parse_filter
+from braid.engine.models import Chunk
+from braid.engine.protocols import SparseStore
+from braid.eval.bench.corpus import queries, scaled_corpus
+from braid.eval.bench.stats import percentiles
 
 BACKENDS = ("tantivy", "qdrant-edge")
 DEPTH = 100  # hybrid search's default candidates per retriever
@@ -31,11 +31,11 @@ _BUILD_BATCH = 10_000
 
 def _open(backend: str, path: Path) -> SparseStore:
     if backend == "tantivy":
-        from engine.sparse.tantivy_store import TantivySparseStore
+        from braid.engine.sparse.tantivy_store import TantivySparseStore
 
         return TantivySparseStore(path)
-    from engine.sparse.qdrant_backends import EdgeSparseCollection
-    from engine.sparse.qdrant_sparse import QdrantSparseStore
+    from braid.engine.sparse.qdrant_backends import EdgeSparseCollection
+    from braid.engine.sparse.qdrant_sparse import QdrantSparseStore
 
     return QdrantSparseStore(EdgeSparseCollection(path))
 

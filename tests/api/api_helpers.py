@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from starlette.testclient import TestClient
 
-from engine.config import ApiSettings, Settings
+from braid.engine.config import ApiSettings, Settings
 
 TORCH_THREADS = 2
 
@@ -26,7 +26,7 @@ def braid_command() -> list[str]:
     script = Path(sys.executable).parent / "braid"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from ingestion.cli import main; main()"]
+    return [sys.executable, "-c", "from braid.ingestion.cli import main; main()"]
 
 
 def make_settings(data_dir: Path, **api: Any) -> Settings:

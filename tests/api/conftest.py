@@ -15,8 +15,8 @@ import pytest
 from api_helpers import make_settings, wait_job
 from fastapi.testclient import TestClient
 
-from api.main import create_app
-from engine.config import Settings
+from braid.api.main import create_app
+from braid.engine.config import Settings
 
 
 @contextmanager

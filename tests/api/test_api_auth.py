@@ -9,8 +9,8 @@ from api_helpers import assert_error
 from conftest import running_app
 from starlette.testclient import TestClient
 
-from api.deps import KeyRing
-from engine.config import Settings
+from braid.api.deps import KeyRing
+from braid.engine.config import Settings
 
 WRITE_KEY = "write-key-0123456789"
 READ_KEY = "read-key-abcdefghij"
@@ -110,7 +110,7 @@ def test_scope_matrix_without_read_keys() -> None:
 
 
 def test_open_reads_with_write_keys_only(settings_for: Callable[..., Settings]) -> None:
-    from api.main import create_app
+    from braid.api.main import create_app
 
     # Not started: reads pass auth and then answer 503 not_ready; writes stop at auth.
     client = TestClient(create_app(settings_for("writes-only", keys=[WRITE_KEY])))

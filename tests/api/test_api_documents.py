@@ -10,8 +10,8 @@ from api_helpers import assert_error, hit_ids, wait_job
 from conftest import running_app
 from starlette.testclient import TestClient
 
-from engine.config import Settings
-from engine.models import point_id_for
+from braid.engine.config import Settings
+from braid.engine.models import point_id_for
 
 NEBULA = {
     "id": "crab-nebula",
@@ -200,7 +200,7 @@ def test_invalid_documents_are_refused_whole(
 
 
 def test_text_size_limit(settings_for: Callable[..., Settings]) -> None:
-    from api.main import create_app
+    from braid.api.main import create_app
 
     # Limits are checked before the queue is needed: an app that never started will do.
     tiny = TestClient(create_app(settings_for("tiny-limits", max_document_chars=10)))

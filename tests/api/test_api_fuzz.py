@@ -14,8 +14,8 @@ from api_helpers import make_settings
 from conftest import running_app
 from hypothesis import HealthCheck, settings
 
-from api.main import create_app
-from engine.config import Settings
+from braid.api.main import create_app
+from braid.engine.config import Settings
 
 schemathesis = pytest.importorskip("schemathesis")
 from schemathesis.checks import (  # noqa: E402

@@ -34,18 +34,18 @@ from api_helpers import (
 from conftest import running_app
 from fastapi.testclient import TestClient
 
-from api.runtime import READER_OPEN_ATTEMPTS, Runtime
-from engine.config import QdrantSettings, Settings
-from engine.errors import BackendUnavailableError, IndexLockedError
-from engine.factory import Engine, build_sparse_store, search_defaults
-from engine.locking import DataDirLock, read_owner
-from engine.models import Chunk
-from engine.searcher import HybridSearcher
-from engine.sparse.following import FollowingSparseStore
-from engine.sparse.tantivy_store import TantivySparseStore
-from ingestion.service import Workspace, open_workspace
-from ingestion.worker import JOBS_FILE, IngestWorker, JobQueue
-from ingestion.worker_process import WORKER_ROLE
+from braid.api.runtime import READER_OPEN_ATTEMPTS, Runtime
+from braid.engine.config import QdrantSettings, Settings
+from braid.engine.errors import BackendUnavailableError, IndexLockedError
+from braid.engine.factory import Engine, build_sparse_store, search_defaults
+from braid.engine.locking import DataDirLock, read_owner
+from braid.engine.models import Chunk
+from braid.engine.searcher import HybridSearcher
+from braid.engine.sparse.following import FollowingSparseStore
+from braid.engine.sparse.tantivy_store import TantivySparseStore
+from braid.ingestion.service import Workspace, open_workspace
+from braid.ingestion.worker import JOBS_FILE, IngestWorker, JobQueue
+from braid.ingestion.worker_process import WORKER_ROLE
 
 
 def chunk(doc_id: str, text: str) -> Chunk:
@@ -80,8 +80,8 @@ def test_following_store_sees_each_commit_right_after_it(tmp_path: Path) -> None
         # A commit by another process.
         code = (
             "import sys\n"
-            "from engine.models import Chunk\n"
-            "from engine.sparse.tantivy_store import TantivySparseStore\n"
+            "from braid.engine.models import Chunk\n"
+            "from braid.engine.sparse.tantivy_store import TantivySparseStore\n"
             "w = TantivySparseStore(sys.argv[1])\n"
             "w.upsert([Chunk(doc_id='cirque', chunk_index=0, text='Glaciers hollow cirques.')])\n"
             "w.commit()\n"

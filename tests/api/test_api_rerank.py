@@ -16,8 +16,8 @@ from conftest import running_app
 from sentence_transformers import CrossEncoder
 from starlette.testclient import TestClient
 
-from engine.config import Settings
-from engine.embedder import resolve_model_path
+from braid.engine.config import Settings
+from braid.engine.embedder import resolve_model_path
 
 QUERY = "ranking documents"
 FILTER = {"source": "docs"}

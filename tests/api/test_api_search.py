@@ -8,7 +8,7 @@ import pytest
 from api_helpers import assert_error, hit_ids
 from starlette.testclient import TestClient
 
-from engine.fusion import RRF_K
+from braid.engine.fusion import RRF_K
 
 FUSION_QUERY = "how does reciprocal rank fusion combine rankings"
 

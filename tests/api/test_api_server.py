@@ -165,7 +165,7 @@ def test_sigterm_stops_cleanly(server: tuple[httpx.Client, Path, subprocess.Pope
 
 
 def test_serve_refuses_a_locked_data_dir_and_extra_workers(tmp_path: Path) -> None:
-    from engine.locking import DataDirLock
+    from braid.engine.locking import DataDirLock
 
     with DataDirLock(tmp_path, role="braid ingest"):
         locked = subprocess.run(

@@ -10,10 +10,10 @@ import pytest
 from api_helpers import assert_error
 from starlette.testclient import TestClient
 
-from api.main import create_app
-from engine.config import Settings
-from engine.errors import IndexLockedError
-from engine.locking import DataDirLock
+from braid.api.main import create_app
+from braid.engine.config import Settings
+from braid.engine.errors import IndexLockedError
+from braid.engine.locking import DataDirLock
 
 
 def test_healthz_and_readyz(search_client: TestClient) -> None:

@@ -9,9 +9,15 @@ import pytest
 from api_helpers import assert_error, hit_ids, wait_job
 from conftest import running_app
 
-from engine.config import Settings
-from ingestion.documents import SourceDocument
-from ingestion.worker import JOBS_FILE, JobNotFoundError, JobProgress, JobQueue, QueueFullError
+from braid.engine.config import Settings
+from braid.ingestion.documents import SourceDocument
+from braid.ingestion.worker import (
+    JOBS_FILE,
+    JobNotFoundError,
+    JobProgress,
+    JobQueue,
+    QueueFullError,
+)
 
 
 def doc(doc_id: str, text: str) -> SourceDocument:

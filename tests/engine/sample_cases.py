@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine.models import Chunk
+from braid.engine.models import Chunk
 
 # Filter -> the sample documents it keeps (checked by hand against tests/data/sample.jsonl).
 FILTER_CASES: list[tuple[dict[str, Any], set[str] | None]] = [

@@ -20,12 +20,12 @@ import pytest
 from qdrant_client import QdrantClient
 from rank_bm25 import BM25Okapi
 
-from engine.filters import parse_filter
-from engine.models import Chunk, ScoredPoint
-from engine.sparse.analysis import bm25_text
-from engine.sparse.qdrant_backends import ClientSparseCollection, EdgeSparseCollection
-from engine.sparse.qdrant_sparse import QdrantSparseStore
-from engine.sparse.tantivy_store import TantivySparseStore
+from braid.engine.filters import parse_filter
+from braid.engine.models import Chunk, ScoredPoint
+from braid.engine.sparse.analysis import bm25_text
+from braid.engine.sparse.qdrant_backends import ClientSparseCollection, EdgeSparseCollection
+from braid.engine.sparse.qdrant_sparse import QdrantSparseStore
+from braid.engine.sparse.tantivy_store import TantivySparseStore
 
 SCIFACT_CORPUS = Path(__file__).parents[2] / ".." / "shared" / "data" / "scifact" / "corpus.jsonl"
 N_SCIFACT = 30

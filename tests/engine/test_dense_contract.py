@@ -18,13 +18,13 @@ import pytest
 from qdrant_client import QdrantClient
 from sample_cases import FILTER_CASES, ODD_CHUNK, typed
 
-from engine.dense.edge import QdrantEdgeDenseStore
-from engine.dense.qdrant import QdrantDenseStore
-from engine.embedder import SentenceTransformerEmbedder
-from engine.errors import ModelMismatchError
-from engine.filters import parse_filter
-from engine.models import Chunk, ModelInfo
-from engine.protocols import DenseStore
+from braid.engine.dense.edge import QdrantEdgeDenseStore
+from braid.engine.dense.qdrant import QdrantDenseStore
+from braid.engine.embedder import SentenceTransformerEmbedder
+from braid.engine.errors import ModelMismatchError
+from braid.engine.filters import parse_filter
+from braid.engine.models import Chunk, ModelInfo
+from braid.engine.protocols import DenseStore
 
 COLLECTION = "braid_test"
 

@@ -20,15 +20,15 @@ import pytest
 from filter_oracle import matches
 from qdrant_client import QdrantClient
 
-from engine.dense.edge import QdrantEdgeDenseStore
-from engine.dense.qdrant import QdrantDenseStore
-from engine.filters import parse_filter
-from engine.metadata import validate_metadata
-from engine.models import Chunk, ModelInfo
-from engine.protocols import SparseStore
-from engine.sparse.qdrant_backends import EdgeSparseCollection
-from engine.sparse.qdrant_sparse import QdrantSparseStore
-from engine.sparse.tantivy_store import TantivySparseStore
+from braid.engine.dense.edge import QdrantEdgeDenseStore
+from braid.engine.dense.qdrant import QdrantDenseStore
+from braid.engine.filters import parse_filter
+from braid.engine.metadata import validate_metadata
+from braid.engine.models import Chunk, ModelInfo
+from braid.engine.protocols import SparseStore
+from braid.engine.sparse.qdrant_backends import EdgeSparseCollection
+from braid.engine.sparse.qdrant_sparse import QdrantSparseStore
+from braid.engine.sparse.tantivy_store import TantivySparseStore
 
 SEED = 20240611
 N_DOCS = 240

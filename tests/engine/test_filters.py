@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from engine.errors import BraidError, InvalidFilterError
-from engine.filters import (
+from braid.engine.errors import BraidError, InvalidFilterError
+from braid.engine.filters import (
     MAX_CONDITIONS,
     MAX_DEPTH,
     MAX_IN_VALUES,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.fusion import RRF_K, convex_fusion, single, weighted_rrf
-from engine.models import ScoredPoint, StageScore
+from braid.engine.fusion import RRF_K, convex_fusion, single, weighted_rrf
+from braid.engine.models import ScoredPoint, StageScore
 
 
 def ranking(*ids: str, scores: list[float] | None = None) -> list[ScoredPoint]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import InvalidDocumentError
-from engine.metadata import MAX_LIST_VALUES, validate_metadata
-from engine.models import Chunk
-from engine.payload import chunk_from_payload, chunk_payload
+from braid.engine.errors import InvalidDocumentError
+from braid.engine.metadata import MAX_LIST_VALUES, validate_metadata
+from braid.engine.models import Chunk
+from braid.engine.payload import chunk_from_payload, chunk_payload
 
 
 def test_valid_metadata_is_copied_and_none_dropped() -> None:

@@ -10,8 +10,8 @@ import pytest
 import torch
 from sentence_transformers import CrossEncoder
 
-from engine.onnx_reranker import FP32_FILE, INT8_FILE, ONNX_DIR
-from engine.reranker import CrossEncoderReranker
+from braid.engine.onnx_reranker import FP32_FILE, INT8_FILE, ONNX_DIR
+from braid.engine.reranker import CrossEncoderReranker
 
 pytest.importorskip("onnxruntime")
 

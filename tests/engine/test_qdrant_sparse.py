@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import ConfigError
-from engine.models import Chunk
-from engine.sparse.bm25_vectors import Bm25Encoder, term_dimension
-from engine.sparse.qdrant_backends import MANIFEST_FILE, EdgeSparseCollection
-from engine.sparse.qdrant_sparse import QdrantSparseStore
+from braid.engine.errors import ConfigError
+from braid.engine.models import Chunk
+from braid.engine.sparse.bm25_vectors import Bm25Encoder, term_dimension
+from braid.engine.sparse.qdrant_backends import MANIFEST_FILE, EdgeSparseCollection
+from braid.engine.sparse.qdrant_sparse import QdrantSparseStore
 
 
 def open_store(path: Path, avg_len: float | None = None) -> QdrantSparseStore:
@@ -85,8 +85,8 @@ def test_query_counts_repeats_and_document_saturates() -> None:
 def test_a_read_only_store_searches_and_never_writes(tmp_path: Path) -> None:
     from qdrant_client import QdrantClient
 
-    from engine.errors import IndexLockedError
-    from engine.sparse.qdrant_backends import ClientSparseCollection
+    from braid.engine.errors import IndexLockedError
+    from braid.engine.sparse.qdrant_backends import ClientSparseCollection
 
     client = QdrantClient(":memory:")  # one client, as processes share one server
     writer = QdrantSparseStore(ClientSparseCollection(client, "bm25"))

@@ -12,16 +12,16 @@ import pytest
 import torch
 from sentence_transformers import CrossEncoder
 
-from engine.dense.edge import QdrantEdgeDenseStore
-from engine.embedder import SentenceTransformerEmbedder
-from engine.errors import InvalidFilterError, InvalidRequestError
-from engine.filters import parse_filter
-from engine.fusion import RRF_K
-from engine.models import Chunk, Hit, ScoredPoint
-from engine.reranker import CrossEncoderReranker
-from engine.searcher import HybridSearcher, SearchDefaults
-from engine.sparse.analysis import bm25_text
-from engine.sparse.tantivy_store import TantivySparseStore
+from braid.engine.dense.edge import QdrantEdgeDenseStore
+from braid.engine.embedder import SentenceTransformerEmbedder
+from braid.engine.errors import InvalidFilterError, InvalidRequestError
+from braid.engine.filters import parse_filter
+from braid.engine.fusion import RRF_K
+from braid.engine.models import Chunk, Hit, ScoredPoint
+from braid.engine.reranker import CrossEncoderReranker
+from braid.engine.searcher import HybridSearcher, SearchDefaults
+from braid.engine.sparse.analysis import bm25_text
+from braid.engine.sparse.tantivy_store import TantivySparseStore
 
 QUERIES = [
     "how does bm25 score documents",

@@ -16,13 +16,13 @@ import pytest
 from qdrant_client import QdrantClient
 from sample_cases import FILTER_CASES, ODD_CHUNK, typed
 
-from engine.errors import IndexLockedError
-from engine.filters import parse_filter
-from engine.models import Chunk
-from engine.protocols import SparseStore
-from engine.sparse.qdrant_backends import ClientSparseCollection, EdgeSparseCollection
-from engine.sparse.qdrant_sparse import QdrantSparseStore
-from engine.sparse.tantivy_store import TantivySparseStore
+from braid.engine.errors import IndexLockedError
+from braid.engine.filters import parse_filter
+from braid.engine.models import Chunk
+from braid.engine.protocols import SparseStore
+from braid.engine.sparse.qdrant_backends import ClientSparseCollection, EdgeSparseCollection
+from braid.engine.sparse.qdrant_sparse import QdrantSparseStore
+from braid.engine.sparse.tantivy_store import TantivySparseStore
 
 # Query -> every sample document with a query term, best first (checked by hand: the
 # runners-up share only a common word such as "are" or "from" with the query).

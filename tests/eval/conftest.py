@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from eval_tiny import tiny_settings, write_beir
 
-from eval.indexes import EvalIndex, open_index
+from braid.eval.indexes import EvalIndex, open_index
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.config import ChunkingSettings, EmbedderSettings, Settings
+from braid.engine.config import ChunkingSettings, EmbedderSettings, Settings
 
 # 16 documents on distinct topics; a few are long enough to be cut into several chunks with
 # 32-token chunks, so aggregation by document is exercised.

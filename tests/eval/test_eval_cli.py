@@ -11,8 +11,8 @@ import typer
 from eval_tiny import write_beir
 from typer.testing import CliRunner
 
-import eval.datasets as datasets_module
-from eval.cli import register
+import braid.eval.datasets as datasets_module
+from braid.eval.cli import register
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import pytest
 from eval_tiny import TRAIN, write_beir
 from ranx import Run as RanxRun
 
-from engine.models import Chunk, Hit, SearchResponse
-from eval.datasets import DatasetError, load_dataset, resolve_dataset, splits
-from eval.runs import Run, aggregate_by_document, read_trec, write_trec
+from braid.engine.models import Chunk, Hit, SearchResponse
+from braid.eval.datasets import DatasetError, load_dataset, resolve_dataset, splits
+from braid.eval.runs import Run, aggregate_by_document, read_trec, write_trec
 
 
 def test_beir_layout(tmp_path: Path) -> None:

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 from eval_tiny import DOCS, QUERIES, TEST, TRAIN, tiny_settings
 
-from engine.errors import InvalidRequestError
-from engine.searcher import HybridSearcher
-from eval.caching import CachingEmbedder
-from eval.datasets import load_dataset
-from eval.evaluation import evaluate_mode, significance
-from eval.indexes import EvalIndex, open_index
-from eval.runs import RunParams, execute_run
-from eval.sweep import best, first_stage_grid, run_sweep
+from braid.engine.errors import InvalidRequestError
+from braid.engine.searcher import HybridSearcher
+from braid.eval.caching import CachingEmbedder
+from braid.eval.datasets import load_dataset
+from braid.eval.evaluation import evaluate_mode, significance
+from braid.eval.indexes import EvalIndex, open_index
+from braid.eval.runs import RunParams, execute_run
+from braid.eval.sweep import best, first_stage_grid, run_sweep
 
 
 def test_index_is_built_once_and_reused(tiny_dataset: Path, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import ir_measures
 import pytest
 from ir_measures import AP, RR, Judged, R, nDCG
 
-from eval.metrics import METRICS, evaluate_run, judged_at_k, per_query
+from braid.eval.metrics import METRICS, evaluate_run, judged_at_k, per_query
 
 QRELS = {"q1": {"a": 2, "b": 1, "z": 0}, "q2": {"c": 1}, "q3": {"x": 1}}
 RUN = {

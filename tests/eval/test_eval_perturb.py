@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from eval.perturb import drop_stopwords, overlap_at_k, perturb, rbo, reorder, typo
+from braid.eval.perturb import drop_stopwords, overlap_at_k, perturb, rbo, reorder, typo
 
 
 def test_edits() -> None:

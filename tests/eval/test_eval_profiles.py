@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import Settings
-from engine.profiles import ProfileError, apply_profile, list_profiles, load_profile, save_profile
+from braid.engine.config import Settings
+from braid.engine.profiles import (
+    ProfileError,
+    apply_profile,
+    list_profiles,
+    load_profile,
+    save_profile,
+)
 
 
 def test_round_trip_and_apply(tmp_path: Path) -> None:

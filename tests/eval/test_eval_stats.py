@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from eval.stats import compare, holm, latency_summary, paired_ttest, randomisation_test, with_holm
+from braid.eval.stats import (
+    compare,
+    holm,
+    latency_summary,
+    paired_ttest,
+    randomisation_test,
+    with_holm,
+)
 
 
 def test_holm_hand_computed() -> None:

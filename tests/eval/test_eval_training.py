@@ -13,10 +13,10 @@ import typer
 from eval_tiny import DOCS, TRAIN, write_beir
 from typer.testing import CliRunner
 
-from eval.cli import register
-from eval.datasets import iter_corpus, load_dataset
-from eval.indexes import EvalIndex
-from eval.training import (
+from braid.eval.cli import register
+from braid.eval.datasets import iter_corpus, load_dataset
+from braid.eval.indexes import EvalIndex
+from braid.eval.training import (
     TrainConfig,
     find_unfinished,
     mine_labelled,

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from ingest_helpers import SCIFACT_DIR, WorkspaceOpener
 
-from ingestion.documents import SourceDocument
-from ingestion.readers import read_beir
+from braid.ingestion.documents import SourceDocument
+from braid.ingestion.readers import read_beir
 
 
 @pytest.fixture(scope="session")

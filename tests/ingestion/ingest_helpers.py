@@ -11,13 +11,13 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from engine.config import EmbedderSettings, Settings
-from engine.models import point_id_for
-from engine.protocols import DenseStore, SparseStore
-from engine.sparse.tantivy_store import TantivySparseStore
-from ingestion.chunking import ChunkingPolicy
-from ingestion.ledger import LEDGER_FILE, Ledger
-from ingestion.service import Workspace, open_workspace
+from braid.engine.config import EmbedderSettings, Settings
+from braid.engine.models import point_id_for
+from braid.engine.protocols import DenseStore, SparseStore
+from braid.engine.sparse.tantivy_store import TantivySparseStore
+from braid.ingestion.chunking import ChunkingPolicy
+from braid.ingestion.ledger import LEDGER_FILE, Ledger
+from braid.ingestion.service import Workspace, open_workspace
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 SAMPLE_PATH = TESTS_DIR / "data" / "sample.jsonl"
@@ -68,7 +68,7 @@ def braid_command() -> list[str]:
     found = shutil.which("braid")
     if found:
         return [found]
-    return [sys.executable, "-c", "from ingestion.cli import main; main()"]
+    return [sys.executable, "-c", "from braid.ingestion.cli import main; main()"]
 
 
 class WorkspaceOpener:

@@ -6,11 +6,11 @@ import random
 
 import pytest
 
-from engine.embedder import SentenceTransformerEmbedder
-from engine.errors import ConfigError
-from engine.models import Chunk
-from ingestion.chunking import ChunkingPolicy, TokenChunker
-from ingestion.documents import SourceDocument
+from braid.engine.embedder import SentenceTransformerEmbedder
+from braid.engine.errors import ConfigError
+from braid.engine.models import Chunk
+from braid.ingestion.chunking import ChunkingPolicy, TokenChunker
+from braid.ingestion.documents import SourceDocument
 
 PASSAGE_PREFIX = "passage: "  # E5's passage prefix: two tokens before every chunk
 # A prefix long enough to crowd a long title (instruction-style models use such prefixes).

@@ -15,9 +15,9 @@ import pytest
 from ingest_helpers import SAMPLE_PATH, TORCH_THREADS, braid_command, cli_env, sample_rows
 from typer.testing import CliRunner, Result
 
-from engine.fusion import RRF_K
-from engine.locking import DataDirLock
-from ingestion.cli import app
+from braid.engine.fusion import RRF_K
+from braid.engine.locking import DataDirLock
+from braid.ingestion.cli import app
 
 INGEST_KEYS = {"documents", "chunks", "skipped_unchanged", "deleted", "errors", "seconds"}
 SAMPLE_IDS = {str(row["id"]) for row in sample_rows()}

@@ -29,13 +29,13 @@ from ingest_helpers import (
     write_jsonl,
 )
 
-from engine.dense.edge import QdrantEdgeDenseStore
-from engine.embedder import SentenceTransformerEmbedder
-from engine.searcher import HybridSearcher
-from engine.sparse.tantivy_store import TantivySparseStore
-from ingestion.chunking import ChunkingPolicy, TokenChunker
-from ingestion.documents import SourceDocument
-from ingestion.ledger import LEDGER_FILE, Ledger
+from braid.engine.dense.edge import QdrantEdgeDenseStore
+from braid.engine.embedder import SentenceTransformerEmbedder
+from braid.engine.searcher import HybridSearcher
+from braid.engine.sparse.tantivy_store import TantivySparseStore
+from braid.ingestion.chunking import ChunkingPolicy, TokenChunker
+from braid.ingestion.documents import SourceDocument
+from braid.ingestion.ledger import LEDGER_FILE, Ledger
 
 POLICY = ChunkingPolicy(max_tokens=64, overlap_tokens=8)  # two or three chunks per document
 CLI_ENV = cli_env(BRAID_CHUNKING__MAX_TOKENS="64", BRAID_CHUNKING__OVERLAP_TOKENS="8")

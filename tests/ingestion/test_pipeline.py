@@ -19,12 +19,12 @@ from ingest_helpers import (
     write_jsonl,
 )
 
-from engine.filters import FilterExpr, parse_filter
-from engine.locking import DataDirLock
-from engine.models import point_id_for
-from engine.sparse.tantivy_store import TantivySparseStore
-from ingestion.documents import SourceDocument
-from ingestion.readers import read_jsonl
+from braid.engine.filters import FilterExpr, parse_filter
+from braid.engine.locking import DataDirLock
+from braid.engine.models import point_id_for
+from braid.engine.sparse.tantivy_store import TantivySparseStore
+from braid.ingestion.documents import SourceDocument
+from braid.ingestion.readers import read_jsonl
 
 SAMPLE_IDS = [str(row["id"]) for row in sample_rows()]
 
@@ -300,7 +300,7 @@ def test_recover_removes_pending_documents_from_both_stores(
 def test_workspace_holds_the_data_dir_until_closed(
     open_ws: WorkspaceOpener, tmp_path: Path
 ) -> None:
-    from engine.errors import IndexLockedError
+    from braid.engine.errors import IndexLockedError
 
     data = tmp_path / "data"
     ws = open_ws(data)

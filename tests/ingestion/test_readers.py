@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from ingest_helpers import SAMPLE_PATH, SCIFACT_DIR, sample_rows
 
-from ingestion.documents import InputError, SourceDocument
-from ingestion.readers import (
+from braid.ingestion.documents import InputError, SourceDocument
+from braid.ingestion.readers import (
     Record,
     html_to_text,
     read_beir,

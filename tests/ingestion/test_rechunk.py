@@ -6,8 +6,8 @@ from pathlib import Path
 
 from ingest_helpers import WorkspaceOpener, assert_stores_agree
 
-from ingestion.chunking import ChunkingPolicy
-from ingestion.readers import read_jsonl
+from braid.ingestion.chunking import ChunkingPolicy
+from braid.ingestion.readers import read_jsonl
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample.jsonl"
 

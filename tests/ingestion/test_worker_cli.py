@@ -21,11 +21,11 @@ from ingest_helpers import (
     sample_rows,
 )
 
-from engine.locking import OWNER_FILE, read_owner
-from ingestion.documents import SourceDocument
-from ingestion.readers import record_to_document
-from ingestion.worker import JOBS_FILE, Job, JobQueue
-from ingestion.worker_process import WORKER_ROLE
+from braid.engine.locking import OWNER_FILE, read_owner
+from braid.ingestion.documents import SourceDocument
+from braid.ingestion.readers import record_to_document
+from braid.ingestion.worker import JOBS_FILE, Job, JobQueue
+from braid.ingestion.worker_process import WORKER_ROLE
 
 
 def sample_documents() -> list[SourceDocument]:
