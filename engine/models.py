@@ -10,7 +10,6 @@ from typing import Literal
 MetadataValue = str | int | float | bool | list[str]
 Metadata = Mapping[str, MetadataValue]
 SearchMode = Literal["bm25", "dense", "hybrid"]
-RETRIEVERS: tuple[str, ...] = ("bm25", "dense")
 
 # Fixed namespace so that point ids are the same on every machine and every run:
 # a replayed ingest overwrites points instead of duplicating them.

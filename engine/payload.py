@@ -7,17 +7,6 @@ from typing import Any, cast
 
 from braid.engine.models import Chunk, Metadata, ModelInfo
 
-# Fields every dense point carries besides the document metadata (issue: dense store).
-CORE_FIELDS = (
-    "doc_id",
-    "chunk_id",
-    "chunk_index",
-    "model_id",
-    "model_version",
-    "dim",
-    "content_hash",
-)
-
 
 def chunk_payload(chunk: Chunk, model: ModelInfo | None = None) -> dict[str, Any]:
     """Payload of one chunk; with ``model``, the embedding model's identity too."""

@@ -25,7 +25,6 @@ from braid.engine.config import Settings
 from braid.engine.errors import ConfigError
 
 PROFILES_DIR = "profiles"
-PROFILE_KEYS = ("fusion", "weights", "rrf_k", "candidates", "rerank_depth", "reranker_model")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 

@@ -27,7 +27,6 @@ from braid.eval.runs import (
 from braid.eval.stats import Comparison, compare, latency_summary, with_holm
 
 SIGNIFICANCE_METRICS = ("ndcg@10", "recall@100")
-RESULTS_DIR = "results"
 
 
 @dataclass

@@ -40,7 +40,6 @@ SINGLE_MODES = ("bm25", "dense")
 DEFAULT_MODES: tuple[str, ...] = ("bm25", "dense", "hybrid", "hybrid+rerank")
 DEFAULT_DEPTH = 200  # chunks asked for, to fill 100 documents
 DEFAULT_DOCS = 100  # documents kept per query (Recall@100, MAP@100)
-STAGES = ("embed", "dense", "sparse", "fuse", "rerank", "fetch", "total")
 
 
 class UnknownModeError(ValueError):

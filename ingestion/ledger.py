@@ -15,8 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from braid.engine.models import chunk_id_for
-
 LEDGER_FILE = "ledger.sqlite"
 State = Literal["pending", "indexed"]
 _SCHEMA = """
@@ -44,10 +42,6 @@ class LedgerEntry:
     model_version: str
     state: State
     updated_at: str
-
-    @property
-    def chunk_ids(self) -> list[str]:
-        return [chunk_id_for(self.doc_id, i) for i in range(self.chunk_count)]
 
 
 class Ledger:

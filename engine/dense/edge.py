@@ -152,10 +152,6 @@ class QdrantEdgeDenseStore:
     def count(self) -> int:
         return int(self._shard.count(qe.CountRequest(exact=True)))
 
-    def indexed_vectors(self) -> int:
-        """Vectors already in an HNSW index (the rest are searched by brute force)."""
-        return int(self._shard.info().indexed_vectors_count)
-
     def optimize(self) -> None:
         """Build HNSW and payload indexes now; Qdrant Edge only does it when asked."""
         with self._lock:

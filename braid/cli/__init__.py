@@ -1,0 +1,1 @@
+"""The ``braid`` command: the top layer, over the API, the evaluation harness and ingestion."""

@@ -1,0 +1,144 @@
+"""What every ``braid`` command shares: options, settings and profiles, output, exit codes.
+
+Commands live one module per area beside this one (``index``, ``search``, ``admin``,
+``worker``, ``serve``, ``eval``, ``train``, ``bench``); each is a thin wrapper: parse the
+options, call the library, print the result with ``emit_json`` or a table, turn a
+``BraidError`` into ``fail(...)``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from enum import IntEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from braid.engine.config import Settings
+from braid.engine.errors import BraidError
+from braid.engine.filters import FilterExpr, parse_filter
+
+
+class ExitCode(IntEnum):
+    """The exit codes of every command (the README's CLI contract)."""
+
+    OK = 0
+    FAILED = 1  # a runtime error, or bad input records (each reported as file:line)
+    USAGE = 2  # bad usage: an invalid option value, filter or setting
+
+
+console = Console(stderr=True)  # messages, progress, errors
+out = Console()  # tables: the human form of a command's result
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="data directory (default ./braid-data, env BRAID_DATA_DIR)"),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
+ProfileOption = Annotated[
+    str | None,
+    typer.Option("--profile", help="a tuned profile from `braid eval sweep` (env BRAID_PROFILE)"),
+]
+
+
+def fail(message: str, code: int = ExitCode.FAILED) -> typer.Exit:
+    """Print ``error: message`` on stderr; ``raise fail(...)`` exits with ``code``."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(int(code))
+
+
+def load_settings(data_dir: Path | None = None, *, profile: str | None = None) -> Settings:
+    """Settings from the environment, ``--data-dir`` first; profiles resolved here, once.
+
+    ``BRAID_PROFILE`` and then ``--profile NAME`` (both from ``<data_dir>/profiles``) are
+    applied to the returned settings, whose ``profile`` is then ``None``: whatever the command
+    opens later (an evaluation index in another folder, a server) gets the values, not a name
+    to look up again.
+    """
+    from braid.engine.profiles import apply_profile, load_profile, with_profile
+
+    try:
+        settings = Settings(data_dir=data_dir) if data_dir is not None else Settings()
+    except ValidationError as exc:
+        raise fail(f"invalid settings: {exc}", ExitCode.USAGE) from exc
+    try:
+        settings = with_profile(settings)
+        if profile is not None:
+            settings = apply_profile(settings, load_profile(settings.data_dir, profile))
+    except BraidError as exc:
+        raise fail(str(exc), ExitCode.USAGE) from exc
+    return settings.model_copy(update={"profile": None})
+
+
+def parse_filter_option(
+    text: str | None, option: str = "--filter"
+) -> tuple[object | None, FilterExpr | None]:
+    """The raw JSON and the parsed expression of a ``--filter`` value (exit 2 when invalid)."""
+    if not text:
+        return None, None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise fail(f"{option} is not valid JSON: {exc}", ExitCode.USAGE) from exc
+    try:
+        return raw, parse_filter(raw)
+    except BraidError as exc:
+        raise fail(f"{option}: {exc}", ExitCode.USAGE) from exc
+
+
+def emit_json(payload: object) -> None:
+    """One JSON document on stdout (``--json``)."""
+    sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
+
+
+def print_table(
+    title: str, columns: Sequence[str], rows: Iterable[Sequence[object]], *, fold: str = ""
+) -> None:
+    """The one table renderer: ``rows`` under ``columns`` (``fold``: a column that wraps)."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold" if column == fold else "ellipsis")
+    for row in rows:
+        table.add_row(*("-" if cell is None else str(cell) for cell in row))
+    out.print(table)
+
+
+def print_fields(title: str, fields: Iterable[tuple[str, object]]) -> None:
+    """A two-column table of named values (summaries such as ``braid stats``)."""
+    table = Table(title=title, show_header=False)
+    for name, value in fields:
+        table.add_row(name, str(value))
+    out.print(table)
+
+
+def _no_progress(done: int, total: int) -> None:
+    del done, total
+
+
+@contextmanager
+def progress(label: str, quiet: bool) -> Iterator[Callable[[int, int], None]]:
+    """A ``(done, total)`` progress callback, drawn only on an interactive terminal."""
+    if quiet or not sys.stderr.isatty():
+        yield _no_progress
+        return
+    columns = (
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
