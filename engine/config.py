@@ -13,8 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from braid.engine.embedder import DEFAULT_MODEL
 from braid.engine.fusion import RRF_K
+from braid.engine.models import DEFAULT_MODEL
 
 
 class EmbedderSettings(BaseModel):

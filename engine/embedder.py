@@ -13,10 +13,9 @@ from sentence_transformers import SentenceTransformer
 
 from braid.engine.devices import quiet_model_loading, resolve_device, set_cpu_threads
 from braid.engine.errors import ConfigError
-from braid.engine.models import ModelInfo
+from braid.engine.models import DEFAULT_MODEL, ModelInfo
 from braid.engine.protocols import Vectors
 
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _log = logging.getLogger(__name__)

@@ -48,3 +48,7 @@ class MissingDependencyError(BraidError):
 
 class InvalidRequestError(BraidError):
     """A search parameter is out of range (top_k, mode, weights, ...)."""
+
+
+class ModelsNotLoadedError(BraidError):
+    """The engine was opened without models (``models=False``) and was asked to encode."""

@@ -10,6 +10,8 @@ from typing import Literal
 MetadataValue = str | int | float | bool | list[str]
 Metadata = Mapping[str, MetadataValue]
 SearchMode = Literal["bm25", "dense", "hybrid"]
+# The embedding model when none is configured (here, so that Settings need not import torch).
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 # Fixed namespace so that point ids are the same on every machine and every run:
 # a replayed ingest overwrites points instead of duplicating them.

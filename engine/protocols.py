@@ -50,13 +50,17 @@ class DenseStore(Protocol):
     """Vectors of chunks with their payload, searchable by cosine similarity.
 
     The store records the embedding model that built it; opening it with another model id,
-    version or dimension raises ``ModelMismatchError``. Point ids are ``Chunk.point_id``, so
+    version or dimension raises ``ModelMismatchError``. Opened without a model, it serves the
+    model its manifest records (``model`` is ``None`` while the store is empty and new: it
+    then reads as empty and refuses writes). Point ids are ``Chunk.point_id``, so
     upserting a chunk twice keeps one copy. Filters are applied inside the engine before
     the top-k is cut (pre-filtering). Backend errors surface as ``BraidError`` subclasses.
     """
 
     @property
-    def model(self) -> ModelInfo: ...
+    def model(self) -> ModelInfo | None:
+        """The model the stored vectors come from; ``None``: a new store opened without one."""
+        ...
 
     def upsert(self, chunks: Sequence[Chunk], vectors: Vectors) -> None: ...
 

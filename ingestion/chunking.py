@@ -11,13 +11,17 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tokenizers import Tokenizer
-from transformers import PreTrainedTokenizerBase
 
 from braid.engine.errors import ConfigError
 from braid.engine.models import Chunk
 from braid.ingestion.documents import SourceDocument
+
+if TYPE_CHECKING:
+    # Only a type here: transformers costs half a second to import.
+    from transformers import PreTrainedTokenizerBase
 
 _PARAGRAPH = re.compile(r"\n\s*\n")
 _SENTENCE = re.compile(r"[.!?;:][\"')\]]*\s")

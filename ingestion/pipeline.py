@@ -21,14 +21,20 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from braid.engine.errors import ModelsNotLoadedError
 from braid.engine.filters import FilterExpr
 from braid.engine.models import Chunk
 from braid.engine.protocols import DenseStore, Embedder, SparseStore, Vectors
-from braid.ingestion.chunking import TokenChunker
 from braid.ingestion.documents import InputError, SourceDocument
 from braid.ingestion.ledger import Ledger
 from braid.ingestion.readers import Record, without_duplicates
+
+if TYPE_CHECKING:
+    # Only for types: chunking imports transformers, which a pipeline opened without models
+    # (deletes, compaction) never needs.
+    from braid.ingestion.chunking import TokenChunker
 
 DELETED_CHUNKS_KEY = "deleted_chunks_since_compaction"
 CHUNKING_KEY = "chunking"
@@ -81,7 +87,11 @@ class _Batch:
 
 
 class IngestPipeline:
-    """Writes documents to both stores and the ledger, idempotently."""
+    """Writes documents to both stores and the ledger, idempotently.
+
+    Opened without a chunker (a workspace without models), it deletes, compacts and
+    optimizes; ``run`` and ``chunker`` raise ``ModelsNotLoadedError``.
+    """
 
     def __init__(
         self,
@@ -89,7 +99,7 @@ class IngestPipeline:
         dense: DenseStore,
         sparse: SparseStore,
         ledger: Ledger,
-        chunker: TokenChunker,
+        chunker: TokenChunker | None,
         *,
         batch_size: int = 64,
         commit_every: int = 4096,
@@ -98,10 +108,24 @@ class IngestPipeline:
         self.dense = dense
         self.sparse = sparse
         self.ledger = ledger
-        self.chunker = chunker
+        self._chunker = chunker
         self.batch_size = batch_size
         self.commit_every = commit_every
         self._rechunk_all = False
+
+    @property
+    def chunker(self) -> TokenChunker:
+        """The token chunker (it measures with the embedding model's tokenizer).
+
+        Raises:
+            ModelsNotLoadedError: the pipeline was opened without models.
+        """
+        if self._chunker is None:
+            raise ModelsNotLoadedError(
+                "ingesting needs the embedding model and its tokenizer, but the workspace "
+                "was opened without models (models=False)"
+            )
+        return self._chunker
 
     # -- recovery, deletes, maintenance -------------------------------------------------
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
 
 from braid.engine.config import Settings
 from braid.engine.factory import Engine, build_engine
 from braid.engine.locking import DataDirLock
-from braid.ingestion.chunking import ChunkingPolicy, TokenChunker
 from braid.ingestion.ledger import LEDGER_FILE, Ledger
 from braid.ingestion.pipeline import IngestPipeline
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from braid.ingestion.chunking import ChunkingPolicy, TokenChunker
 
 
 @dataclass
@@ -38,11 +41,25 @@ def tokenizer_of(engine: Engine) -> PreTrainedTokenizerBase:
 
 def tokenizer_of_embedder(embedder: object) -> PreTrainedTokenizerBase:
     """The embedder's own tokenizer (token-aware chunking measures with it)."""
+    from transformers import PreTrainedTokenizerBase
+
     model = getattr(embedder, "model", None)
     tokenizer = getattr(model, "tokenizer", None)
     if not isinstance(tokenizer, PreTrainedTokenizerBase):
         raise TypeError("token-aware chunking needs an embedder that exposes its tokenizer")
     return tokenizer
+
+
+def _chunker(engine: Engine, settings: Settings, policy: ChunkingPolicy | None) -> TokenChunker:
+    # Imported here: chunking pulls in transformers' tokenizers (a second of start-up).
+    from braid.ingestion.chunking import ChunkingPolicy, TokenChunker
+
+    return TokenChunker(
+        tokenizer_of(engine),
+        engine.embedder.max_seq_length,
+        engine.embedder.passage_prefix,
+        policy or ChunkingPolicy(settings.chunking.max_tokens, settings.chunking.overlap_tokens),
+    )
 
 
 def open_workspace(
@@ -52,8 +69,20 @@ def open_workspace(
     api_url: str | None = None,
     batch_size: int | None = None,
     policy: ChunkingPolicy | None = None,
+    models: bool = True,
 ) -> Workspace:
     """Take the data dir's lock and open everything needed to search and write it.
+
+    Args:
+        settings: the data dir and its backends.
+        role: who holds the lock (shown to a process that is refused).
+        api_url: the URL this process serves, written beside the lock.
+        batch_size: embedding batch size (default: ``settings.embedder.batch_size``).
+        policy: chunking policy (default: ``settings.chunking``).
+        models: ``False`` loads no model and imports no torch (``braid stats``, ``delete``,
+            ``optimize``, ``collections``, ``promote``, ``drop``): deletes, compaction,
+            optimizing, counts and the ledger work; ingesting or searching by vector raises
+            ``ModelsNotLoadedError``.
 
     Raises:
         IndexLockedError: another process (a server, another ingest) owns the data dir.
@@ -62,17 +91,17 @@ def open_workspace(
     lock = DataDirLock(settings.data_dir, role=role, api_url=api_url)
     lock.acquire()
     try:
-        engine = build_engine(settings)
+        engine = build_engine(settings, models=models)
     except BaseException:
         lock.release()
         raise
-    ledger = Ledger(settings.data_dir / LEDGER_FILE)
-    chunker = TokenChunker(
-        tokenizer_of(engine),
-        engine.embedder.max_seq_length,
-        engine.embedder.passage_prefix,
-        policy or ChunkingPolicy(settings.chunking.max_tokens, settings.chunking.overlap_tokens),
-    )
+    try:
+        chunker = _chunker(engine, settings, policy) if models else None
+        ledger = Ledger(settings.data_dir / LEDGER_FILE)
+    except BaseException:
+        engine.close()
+        lock.release()
+        raise
     pipeline = IngestPipeline(
         engine.embedder,
         engine.dense,

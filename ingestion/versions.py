@@ -12,27 +12,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from braid.engine.config import Settings
-from braid.engine.dense.qdrant import (
-    QdrantDenseStore,
-    collection_for,
-    drop,
-    model_collections,
-    promote,
-)
 from braid.engine.errors import ConfigError
 from braid.engine.factory import build_embedder, build_sparse_store, record_sparse_backend
 from braid.engine.models import Chunk
-from braid.ingestion.chunking import TokenChunker
 from braid.ingestion.service import Workspace, tokenizer_of_embedder
+
+if TYPE_CHECKING:
+    from braid.engine.dense.qdrant import QdrantDenseStore
 
 REINDEX_BATCH = 256
 MOVE_BATCH = 10_000
 
 
 def _server_store(workspace: Workspace) -> QdrantDenseStore:
+    # Imported here: qdrant-client takes a second to import, and Qdrant Edge needs none of it.
+    from braid.engine.dense.qdrant import QdrantDenseStore
+
     dense = workspace.engine.dense
     if not isinstance(dense, QdrantDenseStore):
         raise ConfigError(
@@ -45,7 +43,14 @@ def _server_store(workspace: Workspace) -> QdrantDenseStore:
 def reindex(
     workspace: Workspace, model_name: str, on_progress: Callable[[int], None] | None = None
 ) -> dict[str, Any]:
-    """Embed every stored chunk with ``model_name`` into that model's own collection."""
+    """Embed every stored chunk with ``model_name`` into that model's own collection.
+
+    Loads the new model itself, so ``workspace`` may be opened without models.
+    """
+    from braid.engine.dense.qdrant import QdrantDenseStore
+    from braid.engine.qdrant.aliases import collection_for
+    from braid.ingestion.chunking import TokenChunker
+
     current = _server_store(workspace)
     settings: Settings = workspace.settings
     new_settings = settings.model_copy(
@@ -53,7 +58,9 @@ def reindex(
     )
     embedder = build_embedder(new_settings)
     target = collection_for(settings.qdrant.collection, embedder.info)
-    store = QdrantDenseStore(current.client, target, embedder.info, current.options)
+    store = QdrantDenseStore(
+        current.client, target, embedder.info, current.options, owns_client=False
+    )
     chunker = TokenChunker(
         tokenizer_of_embedder(embedder),
         embedder.max_seq_length,
@@ -81,12 +88,15 @@ def reindex(
         if on_progress is not None:
             on_progress(done)
 
-    for chunk in workspace.engine.sparse.chunks():
-        batch.append(chunk)
-        if len(batch) >= REINDEX_BATCH:
+    try:
+        for chunk in workspace.engine.sparse.chunks():
+            batch.append(chunk)
+            if len(batch) >= REINDEX_BATCH:
+                flush()
+        if batch:
             flush()
-    if batch:
-        flush()
+    finally:
+        store.close()  # the connection stays open: it is the workspace's
     info = embedder.info
     return {
         "collection": target,
@@ -96,12 +106,17 @@ def reindex(
 
 
 def collections(workspace: Workspace) -> list[dict[str, Any]]:
+    """The model collections behind the alias, and which one it serves."""
+    from braid.engine.qdrant.aliases import model_collections
+
     store = _server_store(workspace)
     return model_collections(store.client, workspace.settings.qdrant.collection)
 
 
 def promote_collection(workspace: Workspace, collection: str) -> dict[str, Any]:
     """Serve ``collection`` from now on; the ledger records its model."""
+    from braid.engine.qdrant.aliases import promote
+
     store = _server_store(workspace)
     known = {c["collection"]: c for c in collections(workspace)}
     if collection not in known:
@@ -117,6 +132,9 @@ def promote_collection(workspace: Workspace, collection: str) -> dict[str, Any]:
 
 
 def drop_collections(workspace: Workspace, names: list[str]) -> list[str]:
+    """Delete model collections the alias does not serve; returns those dropped."""
+    from braid.engine.qdrant.aliases import drop
+
     store = _server_store(workspace)
     return drop(store.client, workspace.settings.qdrant.collection, names)
 
@@ -139,9 +157,7 @@ def move_sparse(
         update={"sparse": settings.sparse.model_copy(update={"backend": backend})}
     )
     started = time.perf_counter()
-    store = build_sparse_store(
-        target, client=getattr(workspace.engine.dense, "client", None), check_backend=False
-    )
+    store = build_sparse_store(target, client=workspace.engine.connection, check_backend=False)
     try:
         # A previous, interrupted move may have left chunks behind: start from nothing.
         store.delete_docs(sorted(store.doc_ids()))

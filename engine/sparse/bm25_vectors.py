@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import dataclass
 
+from braid.engine.qdrant.points import SparseVector
 from braid.engine.sparse.analysis import en_stem_analyzer
 
 K1 = 1.2
@@ -31,12 +31,8 @@ B = 0.75
 _TERM_CACHE_LIMIT = 2_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class SparseVectorData:
-    """Sorted dimension indices and their values."""
-
-    indices: list[int]
-    values: list[float]
+# The collection's own sparse vector type (sorted dimension indices and their values).
+SparseVectorData = SparseVector
 
 
 def term_dimension(term: str) -> int:

@@ -19,14 +19,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from braid.engine.dense.common import CORE_INDEXES, metadata_index_kinds, stored_point_ids
 from braid.engine.errors import ConfigError, IndexLockedError
 from braid.engine.filters import FilterExpr
 from braid.engine.models import Chunk, ScoredPoint
 from braid.engine.payload import chunk_from_payload, chunk_payload
+from braid.engine.qdrant.points import CORE_INDEXES, Point, metadata_index_kinds
+from braid.engine.qdrant.protocol import Collection
 from braid.engine.sparse.analysis import bm25_text
 from braid.engine.sparse.bm25_vectors import K1, B, Bm25Encoder
-from braid.engine.sparse.qdrant_backends import SparseCollection, SparsePoint
 
 SCORING = "bm25-tantivy-en_stem-blake2b32"
 # optimize() rewrites the vectors when the corpus average length moved further than this.
@@ -49,7 +49,7 @@ class QdrantSparseStore:
 
     def __init__(
         self,
-        collection: SparseCollection,
+        collection: Collection,
         *,
         avg_len: float | None = None,
         read_only: bool = False,
@@ -57,7 +57,7 @@ class QdrantSparseStore:
         """Open the store kept in ``collection``.
 
         Args:
-            collection: an ``EdgeSparseCollection`` or ``ClientSparseCollection``.
+            collection: a ``Collection`` with the BM25 layout (``qdrant_backends``).
             avg_len: average chunk length (terms) to normalise by when the store is new;
                 ``None`` measures it on the first commit.
             read_only: search only (an API reader beside ``braid worker``): never writes,
@@ -143,9 +143,9 @@ class QdrantSparseStore:
             batch = chunks[start : start + _WRITE_BATCH]
             self._collection.upsert([self._point(c, self._avg_len) for c in batch])
 
-    def _point(self, chunk: Chunk, avg_len: float) -> SparsePoint:
+    def _point(self, chunk: Chunk, avg_len: float) -> Point:
         vector = self._encoder.document(self._encoder.terms(bm25_text(chunk)), avg_len)
-        return chunk.point_id, vector, chunk_payload(chunk)
+        return Point(chunk.point_id, vector, chunk_payload(chunk))
 
     def search(self, query: str, limit: int, filter: FilterExpr | None = None) -> list[ScoredPoint]:
         """Best ``limit`` chunks by BM25 (k1 1.2, b 0.75), best first, ties by point id.
@@ -156,27 +156,21 @@ class QdrantSparseStore:
         vector = self._encoder.query(query)
         if not vector.indices or limit <= 0:
             return []
-        found = self._collection.query(vector, limit, filter)
-        return sorted(
-            (ScoredPoint(pid, score) for pid, score in found), key=lambda p: (-p.score, p.point_id)
-        )
+        return self._collection.query(vector, limit, filter)
 
     def fetch(self, point_ids: Sequence[str]) -> dict[str, Chunk]:
         """Stored chunks by point id; unknown ids are absent."""
-        ids = stored_point_ids(point_ids)
-        if not ids:
-            return {}
-        chunks = (chunk_from_payload(p) for p in self._collection.retrieve(ids))
+        chunks = (chunk_from_payload(r.payload) for r in self._collection.retrieve(point_ids))
         return {c.point_id: c for c in chunks}
 
     def chunks(self, filter: FilterExpr | None = None) -> Iterable[Chunk]:
         """Every stored chunk matching ``filter``."""
-        for _, payload in self._collection.scroll(filter, True):
-            yield chunk_from_payload(payload)
+        for record in self._collection.scroll(filter, True):
+            yield chunk_from_payload(record.payload)
 
     def doc_ids(self, filter: FilterExpr | None = None) -> set[str]:
         """Ids of documents with a chunk matching ``filter``."""
-        return {str(p["doc_id"]) for _, p in self._collection.scroll(filter, ["doc_id"])}
+        return {str(r.payload["doc_id"]) for r in self._collection.scroll(filter, ["doc_id"])}
 
     def count(self) -> int:
         """Chunks stored (committed)."""
@@ -192,8 +186,8 @@ class QdrantSparseStore:
         self._require_writer()
         with self._lock:
             lengths = {
-                pid: len(self._encoder.terms(bm25_text(chunk_from_payload(p))))
-                for pid, p in self._collection.scroll(None, True)
+                r.id: len(self._encoder.terms(bm25_text(chunk_from_payload(r.payload))))
+                for r in self._collection.scroll(None, True)
             }
             if lengths:
                 measured = max(sum(lengths.values()) / len(lengths), 1.0)
@@ -205,9 +199,9 @@ class QdrantSparseStore:
             self._collection.optimize()
 
     def _rewrite_all(self, avg_len: float) -> None:
-        batch: list[SparsePoint] = []
-        for _, payload in self._collection.scroll(None, True):
-            batch.append(self._point(chunk_from_payload(payload), avg_len))
+        batch: list[Point] = []
+        for record in self._collection.scroll(None, True):
+            batch.append(self._point(chunk_from_payload(record.payload), avg_len))
             if len(batch) >= _WRITE_BATCH:
                 self._collection.upsert(batch)
                 batch = []

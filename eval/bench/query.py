@@ -85,7 +85,7 @@ def _peer_shard(workspace: Workspace, path: Path) -> qe.EdgeShard:
     dense = workspace.engine.dense
     if not isinstance(dense, QdrantEdgeDenseStore):
         raise TypeError("the peer reference needs the Qdrant Edge dense store")
-    dim = dense.model.dim
+    dim = workspace.engine.embedder.info.dim
     config = qe.EdgeConfig(
         vectors={"dense": qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
         sparse_vectors={"bm25": qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},

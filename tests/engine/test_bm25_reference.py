@@ -22,6 +22,7 @@ from rank_bm25 import BM25Okapi
 
 from braid.engine.filters import parse_filter
 from braid.engine.models import Chunk, ScoredPoint
+from braid.engine.qdrant.protocol import Collection
 from braid.engine.sparse.analysis import bm25_text
 from braid.engine.sparse.qdrant_backends import ClientSparseCollection, EdgeSparseCollection
 from braid.engine.sparse.qdrant_sparse import QdrantSparseStore
@@ -267,7 +268,7 @@ def qdrant_store(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, corpus: list[Chunk]
 ) -> Iterator[QdrantSparseStore]:
     path = tmp_path_factory.mktemp(request.param)
-    collection: EdgeSparseCollection | ClientSparseCollection = (
+    collection: Collection = (
         EdgeSparseCollection(path)
         if request.param == "qdrant-edge"
         else ClientSparseCollection(QdrantClient(path=str(path)), "bm25", owns_client=True)

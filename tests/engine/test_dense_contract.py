@@ -1,7 +1,10 @@
-"""One contract, every ``DenseStore``: Qdrant Edge and qdrant-client's local mode.
+"""One contract, every ``DenseStore``: Qdrant Edge, qdrant-client's local mode, a server.
 
-The sample corpus with real all-MiniLM-L6-v2 embeddings; the same tests run against each
-implementation, and a last group checks that the two give the same answers.
+``DenseStoreContract`` adds the dense leg's tests to ``store_contract.ChunkStoreContract``;
+each implementation is one subclass that provides the ``opener`` fixture (haystack's
+``DocumentStoreBaseTests`` pattern). The sample corpus carries real all-MiniLM-L6-v2
+embeddings; a last test checks that Edge and local mode give the same answers on it (random
+points and filters: ``test_congruence.py``).
 """
 
 from __future__ import annotations
@@ -9,24 +12,28 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pytest
 from qdrant_client import QdrantClient
-from sample_cases import FILTER_CASES, ODD_CHUNK, typed
+from sample_cases import FILTER_CASES
+from store_contract import ChunkStoreContract
 
 from braid.engine.dense.edge import QdrantEdgeDenseStore
 from braid.engine.dense.qdrant import QdrantDenseStore
-from braid.engine.embedder import SentenceTransformerEmbedder
-from braid.engine.errors import ModelMismatchError
+from braid.engine.errors import ConfigError, ModelMismatchError
 from braid.engine.filters import parse_filter
 from braid.engine.models import Chunk, ModelInfo
 from braid.engine.protocols import DenseStore
 
+if TYPE_CHECKING:
+    from braid.engine.embedder import SentenceTransformerEmbedder
+
 COLLECTION = "braid_test"
+SERVER_URL = os.environ.get("BRAID_TEST_QDRANT_URL")
 
 # Query -> the sample documents a reader expects on top, best first.
 EXPECTED_TOP = {
@@ -39,76 +46,18 @@ EXPECTED_TOP = {
     "splitting text into tokens": ["tokenization"],
 }
 
-
-@dataclasses.dataclass
-class DenseBackend:
-    """Opens one implementation's store at a fixed location, as often as a test needs."""
-
-    kind: str
-    root: Path
-
-    def open(self, model: ModelInfo) -> DenseStore:
-        if self.kind == "edge":
-            return QdrantEdgeDenseStore(self.root / "edge", model)
-        if self.kind == "qdrant-server":
-            # One collection per test location, so tests do not see each other's points.
-            name = f"{COLLECTION}_{hashlib.sha1(str(self.root).encode()).hexdigest()[:12]}"
-            return QdrantDenseStore(QdrantClient(url=SERVER_URL), name, model)
-        client = QdrantClient(path=str(self.root / "qdrant"))
-        try:
-            return QdrantDenseStore(client, COLLECTION, model)
-        except Exception:
-            client.close()  # a local-mode folder admits one client at a time
-            raise
+# Opens the store kept under a folder, for a model (None: whatever the store records).
+Opener = Callable[[Path, ModelInfo | None], DenseStore]
 
 
-# The same contract against a real Qdrant server when one is given (skipped, and reported
-# as skipped, otherwise).
-SERVER_URL = os.environ.get("BRAID_TEST_QDRANT_URL")
-BACKENDS = [
-    "edge",
-    "qdrant-local",
-    pytest.param(
-        "qdrant-server",
-        marks=pytest.mark.skipif(not SERVER_URL, reason="BRAID_TEST_QDRANT_URL is not set"),
-    ),
-]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> DenseBackend:
-    return DenseBackend(request.param, tmp_path)
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def shared(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    embedder: SentenceTransformerEmbedder,
-    sample_chunks: list[Chunk],
-    sample_vectors: np.ndarray,
-) -> Iterator[DenseStore]:
-    """The sample corpus, loaded once per backend, for the tests that only read.
-
-    (Creating a store fsyncs each payload index: about a second a store on a VM disk.)
-    """
-    store = DenseBackend(request.param, tmp_path_factory.mktemp(request.param)).open(embedder.info)
-    store.upsert(sample_chunks, sample_vectors)
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def store(backend: DenseBackend, embedder: SentenceTransformerEmbedder) -> Iterator[DenseStore]:
-    opened = backend.open(embedder.info)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def loaded(store: DenseStore, sample_chunks: list[Chunk], sample_vectors: np.ndarray) -> DenseStore:
-    store.upsert(sample_chunks, sample_vectors)
-    return store
+def stand_in_vectors(chunks: list[Chunk], dim: int) -> np.ndarray:
+    """Unit vectors derived from the point ids, for tests about everything but ranking."""
+    rows = []
+    for chunk in chunks:
+        seed = int(hashlib.sha256(chunk.point_id.encode()).hexdigest()[:8], 16)
+        row = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+        rows.append(row / np.linalg.norm(row))
+    return np.asarray(rows, dtype=np.float32)
 
 
 def doc_ids_of(hits: list[Any], doc_of: dict[str, str]) -> list[str]:
@@ -121,14 +70,58 @@ def assert_same_hits(got: list[Any], expected: list[Any]) -> None:
     assert [h.score for h in got] == pytest.approx([h.score for h in expected], abs=1e-6)
 
 
-class TestDenseStoreContract:
-    def test_satisfies_protocol_and_records_model(
+class DenseStoreContract(ChunkStoreContract):
+    """The ``DenseStore`` contract; subclasses provide ``opener``."""
+
+    protocol: ClassVar[type] = DenseStore
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def opener(cls) -> Opener:
+        raise NotImplementedError
+
+    def write(self, store: Any, chunks: list[Chunk]) -> None:
+        store.upsert(chunks, stand_in_vectors(chunks, store.model.dim))
+
+    @pytest.fixture
+    def reopen(
+        self, opener: Opener, tmp_path: Path, embedder: SentenceTransformerEmbedder
+    ) -> Callable[..., DenseStore]:
+        def open_store(model: ModelInfo | None = embedder.info) -> DenseStore:
+            return opener(tmp_path, model)
+
+        return open_store
+
+    @pytest.fixture
+    def loaded(
+        self, store: DenseStore, sample_chunks: list[Chunk], sample_vectors: np.ndarray
+    ) -> DenseStore:
+        store.upsert(sample_chunks, sample_vectors)
+        return store
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def shared(
+        cls,
+        opener: Opener,
+        tmp_path_factory: pytest.TempPathFactory,
+        embedder: SentenceTransformerEmbedder,
+        sample_chunks: list[Chunk],
+        sample_vectors: np.ndarray,
+    ) -> Iterator[DenseStore]:
+        """The sample corpus, loaded once per implementation, for the tests that only read.
+
+        (Creating a store fsyncs each payload index: about a second a store on a VM disk.)
+        """
+        store = opener(tmp_path_factory.mktemp("shared"), embedder.info)
+        store.upsert(sample_chunks, sample_vectors)
+        yield store
+        store.close()
+
+    def test_records_the_model(
         self, store: DenseStore, embedder: SentenceTransformerEmbedder
     ) -> None:
-        assert isinstance(store, DenseStore)
         assert store.model == embedder.info
-        assert store.count() == 0
-        assert store.doc_ids() == set()
 
     @pytest.mark.parametrize("query", list(EXPECTED_TOP))
     def test_expected_top_hits(
@@ -149,8 +142,7 @@ class TestDenseStoreContract:
         sample_chunks: list[Chunk],
         sample_vectors: np.ndarray,
     ) -> None:
-        queries = embedder.encode_queries(list(EXPECTED_TOP))
-        for query in queries:
+        for query in embedder.encode_queries(list(EXPECTED_TOP)):
             sims = sample_vectors @ query
             order = np.argsort(-sims, kind="stable")
             hits = shared.search(query, len(sample_chunks))
@@ -166,67 +158,22 @@ class TestDenseStoreContract:
         assert_same_hits(shared.search(query, 100), full)
 
     def test_ties_break_by_point_id(self, store: DenseStore) -> None:
-        dim = store.model.dim
+        assert store.model is not None
         twins = [Chunk(f"twin-{i}", 0, "same vector") for i in range(5)]
-        vector = np.zeros((1, dim), dtype=np.float32)
+        vector = np.zeros((1, store.model.dim), dtype=np.float32)
         vector[0, 0] = 1.0
         store.upsert(twins, np.repeat(vector, len(twins), axis=0))
         hits = store.search(vector[0], 5)
         assert [h.point_id for h in hits] == sorted(c.point_id for c in twins)
         assert [h.score for h in hits] == pytest.approx([1.0] * 5)
 
-    def test_upsert_twice_keeps_one_copy_and_the_new_payload(
-        self, loaded: DenseStore, sample_chunks: list[Chunk], sample_vectors: np.ndarray
+    def test_search_skips_deleted_docs(
+        self, loaded: DenseStore, embedder: SentenceTransformerEmbedder, doc_of: dict[str, str]
     ) -> None:
-        loaded.upsert(sample_chunks, sample_vectors)
-        assert loaded.count() == len(sample_chunks)
-        changed = dataclasses.replace(sample_chunks[0], text="rewritten", metadata={"year": 1999})
-        loaded.upsert([changed], sample_vectors[:1])
-        assert loaded.count() == len(sample_chunks)
-        assert loaded.fetch([changed.point_id]) == {changed.point_id: changed}
-        assert loaded.doc_ids(parse_filter({"year": 1999})) == {changed.doc_id}
-        assert loaded.doc_ids(parse_filter({"year": 2019})) == set()
-
-    def test_delete_docs_removes_every_chunk_of_the_docs(
-        self,
-        loaded: DenseStore,
-        embedder: SentenceTransformerEmbedder,
-        sample_chunks: list[Chunk],
-        sample_vectors: np.ndarray,
-        doc_of: dict[str, str],
-    ) -> None:
-        second = Chunk("sourdough", 1, "Feed the starter daily.", "Sourdough bread")
-        loaded.upsert([second], sample_vectors[6:7])
-        assert loaded.count() == 13
-        loaded.delete_docs(["sourdough", "espresso", "not-a-doc"])
-        assert loaded.count() == 10
-        assert loaded.fetch([second.point_id, sample_chunks[6].point_id]) == {}
+        loaded.delete_docs(["sourdough", "espresso"])
         hits = loaded.search(embedder.encode_queries(["baking bread with wild yeast"])[0], 12)
-        assert "sourdough" not in doc_ids_of(hits, doc_of) and len(hits) == 10
-        assert loaded.doc_ids() == {c.doc_id for c in sample_chunks} - {"sourdough", "espresso"}
-        loaded.delete_docs([])
-        assert loaded.count() == 10
-
-    def test_fetch_round_trips_chunks(self, loaded: DenseStore, sample_chunks: list[Chunk]) -> None:
-        unknown = ["00000000-0000-0000-0000-000000000000", "not-even-a-uuid"]
-        fetched = loaded.fetch([c.point_id for c in sample_chunks] + unknown)
-        assert fetched == {c.point_id: c for c in sample_chunks}
-        odd = ODD_CHUNK
-        loaded.upsert([odd], np.eye(1, loaded.model.dim, dtype=np.float32))
-        assert loaded.fetch([odd.point_id]) == {odd.point_id: odd}
-        assert typed(loaded.fetch([odd.point_id])[odd.point_id].metadata) == typed(odd.metadata)
-        assert loaded.fetch([]) == {}
-
-    @pytest.mark.parametrize(("raw", "expected"), FILTER_CASES)
-    def test_doc_ids_with_filter(
-        self,
-        shared: DenseStore,
-        sample_chunks: list[Chunk],
-        raw: dict[str, Any],
-        expected: set[str] | None,
-    ) -> None:
-        everyone = {c.doc_id for c in sample_chunks}
-        assert shared.doc_ids(parse_filter(raw)) == (everyone if expected is None else expected)
+        assert len(hits) == 10
+        assert not {"sourdough", "espresso"} & set(doc_ids_of(hits, doc_of))
 
     @pytest.mark.parametrize(("raw", "expected"), FILTER_CASES)
     def test_filtered_search_is_prefiltered(
@@ -245,28 +192,21 @@ class TestDenseStoreContract:
         # The best three of the matching documents, even when they rank low without the filter.
         assert doc_ids_of(hits, doc_of) == [d for d in unfiltered if d in keep][:3]
 
-    def test_persistence_across_close_and_reopen(
+    def test_search_results_survive_close_and_reopen(
         self,
-        backend: DenseBackend,
+        reopen: Callable[[], DenseStore],
         embedder: SentenceTransformerEmbedder,
         sample_chunks: list[Chunk],
         sample_vectors: np.ndarray,
     ) -> None:
         query = embedder.encode_queries(["why are leaves green"])[0]
-        first = backend.open(embedder.info)
+        first = reopen()
         first.upsert(sample_chunks, sample_vectors)
-        first.delete_docs(["espresso"])
         before = first.search(query, 5, parse_filter({"reviewed": True}))
         first.close()
-
-        again = backend.open(embedder.info)
+        again = reopen()
         try:
-            assert again.count() == len(sample_chunks) - 1
             assert_same_hits(again.search(query, 5, parse_filter({"reviewed": True})), before)
-            assert again.fetch([sample_chunks[0].point_id]) == {
-                sample_chunks[0].point_id: sample_chunks[0]
-            }
-            assert "espresso" not in again.doc_ids()
         finally:
             again.close()
 
@@ -275,24 +215,116 @@ class TestDenseStoreContract:
     )
     def test_reopening_with_another_model_raises(
         self,
-        backend: DenseBackend,
+        reopen: Callable[..., DenseStore],
         embedder: SentenceTransformerEmbedder,
         sample_chunks: list[Chunk],
         sample_vectors: np.ndarray,
         change: dict[str, Any],
     ) -> None:
-        first = backend.open(embedder.info)
+        first = reopen()
         first.upsert(sample_chunks, sample_vectors)
         first.close()
         with pytest.raises(ModelMismatchError) as caught:
-            backend.open(dataclasses.replace(embedder.info, **change))
+            reopen(dataclasses.replace(embedder.info, **change))
         assert str(next(iter(change.values()))) in str(caught.value)
         # The refusal leaves the store intact for the right model.
-        again = backend.open(embedder.info)
+        again = reopen()
         try:
             assert again.count() == len(sample_chunks)
         finally:
             again.close()
+
+    def test_opened_without_a_model_serves_the_recorded_one(
+        self,
+        reopen: Callable[..., DenseStore],
+        embedder: SentenceTransformerEmbedder,
+        sample_chunks: list[Chunk],
+        sample_vectors: np.ndarray,
+    ) -> None:
+        first = reopen()
+        first.upsert(sample_chunks, sample_vectors)
+        first.close()
+        query = embedder.encode_queries(["coffee brewing pressure"])[0]
+        again = reopen(None)
+        try:
+            assert again.model == embedder.info
+            assert again.count() == len(sample_chunks)
+            assert again.search(query, 1)[0].point_id == sample_chunks[7].point_id
+            again.delete_docs(["espresso"])
+            assert again.count() == len(sample_chunks) - 1
+        finally:
+            again.close()
+
+    def test_a_new_store_opened_without_a_model_creates_nothing_and_refuses_writes(
+        self,
+        reopen: Callable[..., DenseStore],
+        embedder: SentenceTransformerEmbedder,
+        sample_chunks: list[Chunk],
+        sample_vectors: np.ndarray,
+    ) -> None:
+        empty = reopen(None)
+        try:
+            assert isinstance(empty, DenseStore)
+            assert empty.model is None
+            assert (empty.count(), empty.doc_ids(), empty.fetch([sample_chunks[0].point_id])) == (
+                0,
+                set(),
+                {},
+            )
+            assert empty.search(sample_vectors[0], 5) == []
+            empty.delete_docs(["sourdough"])
+            empty.optimize()
+            with pytest.raises(ConfigError, match="no embedding model"):
+                empty.upsert(sample_chunks, sample_vectors)
+        finally:
+            empty.close()
+        # Nothing was created: the first store opened with a model creates it for that model.
+        created = reopen()
+        try:
+            assert created.model == embedder.info
+            assert created.count() == 0
+        finally:
+            created.close()
+        recorded = reopen(None)
+        try:
+            assert recorded.model == embedder.info
+        finally:
+            recorded.close()
+
+
+class TestQdrantEdgeDenseStore(DenseStoreContract):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def opener(cls) -> Opener:
+        return lambda root, model: QdrantEdgeDenseStore(root / "edge", model)
+
+
+class TestQdrantLocalDenseStore(DenseStoreContract):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def opener(cls) -> Opener:
+        def open_local(root: Path, model: ModelInfo | None) -> DenseStore:
+            client = QdrantClient(path=str(root / "qdrant"))
+            try:
+                return QdrantDenseStore(client, COLLECTION, model)
+            except Exception:
+                client.close()  # a local-mode folder admits one client at a time
+                raise
+
+        return open_local
+
+
+@pytest.mark.skipif(not SERVER_URL, reason="BRAID_TEST_QDRANT_URL is not set")
+class TestQdrantServerDenseStore(DenseStoreContract):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def opener(cls) -> Opener:
+        def open_server(root: Path, model: ModelInfo | None) -> DenseStore:
+            # One collection per test location, so tests do not see each other's points.
+            name = f"{COLLECTION}_{hashlib.sha1(str(root).encode()).hexdigest()[:12]}"
+            return QdrantDenseStore(QdrantClient(url=SERVER_URL), name, model)
+
+        return open_server
 
 
 def test_edge_and_qdrant_client_agree(

@@ -17,7 +17,7 @@ import pytest
 from ingest_helpers import SAMPLE_PATH, TORCH_THREADS
 from typer.testing import CliRunner, Result
 
-from braid.ingestion.cli import app
+from braid.cli.app import app
 
 QUERIES = ["sourdough starter", "how are rankings merged", "planets around other stars"]
 

@@ -8,6 +8,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from ingest_helpers import (
     SAMPLE_PATH,
@@ -15,13 +16,15 @@ from ingest_helpers import (
     SMALL_CHUNKS,
     WorkspaceOpener,
     assert_stores_agree,
+    cli_env,
     sample_rows,
+    settings_for,
     write_jsonl,
 )
 
 from braid.engine.filters import FilterExpr, parse_filter
 from braid.engine.locking import DataDirLock
-from braid.engine.models import point_id_for
+from braid.engine.models import Chunk, point_id_for
 from braid.engine.sparse.tantivy_store import TantivySparseStore
 from braid.ingestion.documents import SourceDocument
 from braid.ingestion.readers import read_jsonl
@@ -309,3 +312,98 @@ def test_workspace_holds_the_data_dir_until_closed(
     open_ws.close(ws)
     with DataDirLock(data, role="other"):
         pass
+
+
+# Runs in a fresh interpreter: what a `braid stats` / `braid delete` / `braid optimize` process
+# does with a workspace opened without models. It prints what it saw as JSON.
+_WITHOUT_MODELS = """
+import json, sys
+from braid.engine.config import Settings
+from braid.engine.errors import ModelsNotLoadedError
+from braid.engine.filters import parse_filter
+from braid.ingestion.service import open_workspace
+
+ws = open_workspace(Settings(data_dir=sys.argv[1]), role="t", models=False)
+seen = {"dense_before": ws.engine.dense.count(), "sparse_before": ws.engine.sparse.count()}
+model = ws.engine.dense.model
+seen["model"] = [model.model_id, model.version, model.dim] if model else None
+seen["ledger"] = ws.ledger.totals()["documents"]
+seen["deleted"] = ws.pipeline.delete(["sourdough", "no-such-doc"])
+seen["by_filter"] = ws.pipeline.delete_by_filter(parse_filter({"source": "kitchen"}))
+seen["compacted"] = ws.pipeline.maybe_compact()
+ws.pipeline.optimize()
+seen["dense_after"], seen["sparse_after"] = ws.engine.dense.count(), ws.engine.sparse.count()
+refused = []
+for attempt in (
+    lambda: ws.engine.embedder.encode_queries(["q"]),
+    lambda: ws.engine.searcher.search("bread", mode="dense"),
+    lambda: ws.pipeline.run([]),
+    lambda: ws.pipeline.chunker,
+):
+    try:
+        attempt()
+    except ModelsNotLoadedError as exc:
+        refused.append("models=False" in str(exc))
+seen["refused"] = refused
+ws.close()
+seen["torch"] = "torch" in sys.modules
+seen["transformers"] = any(m.split(".")[0] == "transformers" for m in sys.modules)
+print(json.dumps(seen))
+"""
+
+
+def test_a_workspace_without_models_deletes_and_reports_without_importing_torch(
+    open_ws: WorkspaceOpener, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    ws = open_ws(data)
+    ws.pipeline.run(read_jsonl(SAMPLE_PATH))
+    model = ws.engine.embedder.info
+    open_ws.close(ws)
+
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_MODELS, str(data)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=cli_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["model"] == [model.model_id, model.version, model.dim]
+    assert (seen["dense_before"], seen["sparse_before"], seen["ledger"]) == (12, 12, 12)
+    assert seen["deleted"] == ["sourdough"]
+    assert seen["by_filter"] == ["espresso"]  # the other kitchen document
+    assert (seen["dense_after"], seen["sparse_after"]) == (10, 10)
+    assert seen["refused"] == [True, True, True, True]
+    assert seen["torch"] is False
+    assert seen["transformers"] is False
+
+    # The deletes are real: the owner with its model sees them, and the stores agree.
+    ws = open_ws(data)
+    counts = assert_stores_agree(ws.ledger, ws.engine.dense, ws.engine.sparse)
+    assert set(counts) == set(SAMPLE_IDS) - {"sourdough", "espresso"}
+
+
+def test_a_fresh_data_dir_opened_without_models_stays_empty_and_refuses_writes(
+    tmp_path: Path,
+) -> None:
+    from braid.engine.errors import ConfigError
+    from braid.ingestion.service import open_workspace
+
+    data = tmp_path / "data"
+    ws = open_workspace(settings_for(data), role="test", models=False)
+    try:
+        assert ws.engine.dense.model is None
+        assert (ws.engine.dense.count(), ws.engine.sparse.count()) == (0, 0)
+        assert ws.pipeline.delete(["nothing"]) == []
+        ws.pipeline.optimize()
+        with pytest.raises(ConfigError, match="has no embedding model yet"):
+            ws.engine.dense.upsert([Chunk("d", 0, "text")], np.zeros((1, 4), dtype=np.float32))
+    finally:
+        ws.close()
+    # Nothing was created for a model: the first ingest creates the store for its own model.
+    assert not (data / "dense" / "braid-model.json").exists()

@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 
 from braid.engine.filters import And, Eq, FilterExpr, In, Or, Range, epoch_to_rfc3339
-
-METADATA_KEY = "metadata"
+from braid.engine.qdrant.points import METADATA_KEY
 
 
 def to_qdrant_filter(expr: FilterExpr | None, qm: ModuleType) -> Any:

@@ -1,0 +1,43 @@
+"""The model lock: what a dense store records about the model that built it, and the check."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from braid.engine.errors import ModelMismatchError
+from braid.engine.models import ModelInfo
+
+
+def manifest(model: ModelInfo) -> dict[str, Any]:
+    """What a store records about the model that built it."""
+    return {"model_id": model.model_id, "model_version": model.version, "dim": model.dim}
+
+
+def model_of(stored: Mapping[str, Any] | None) -> ModelInfo | None:
+    """The model a manifest names (``None``: no manifest, or one that names no model)."""
+    if not stored or stored.get("model_id") is None or stored.get("dim") is None:
+        return None
+    return ModelInfo(
+        model_id=str(stored["model_id"]),
+        version=str(stored.get("model_version")),
+        dim=int(stored["dim"]),
+    )
+
+
+def check_model(stored: Mapping[str, Any] | None, model: ModelInfo, where: str) -> None:
+    """Raise ``ModelMismatchError`` unless ``stored`` names ``model`` (or is ``None``).
+
+    Raises:
+        ModelMismatchError: naming both models, so the operator knows what to re-index with.
+    """
+    if stored is None:
+        return
+    expected = manifest(model)
+    if {k: stored.get(k) for k in expected} != expected:
+        raise ModelMismatchError(
+            f"{where} was built with {stored.get('model_id')} (version "
+            f"{stored.get('model_version')}, dim {stored.get('dim')}) but is opened with "
+            f"{model.model_id} (version {model.version}, dim {model.dim}); re-index with "
+            "the new model or configure the old one"
+        )
