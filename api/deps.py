@@ -1,6 +1,6 @@
 """Dependencies: the runtime's parts, API-key scopes and the configurable input limits.
 
-Routes take what they need as ``Annotated`` aliases (``SearcherDep``, ``QueueDep``,
+Routes take what they need as ``Annotated`` aliases (``SearcherDep``, ``JobsDep``,
 ``CheckedSearch``...) and declare their scope with ``dependencies=[READ]`` or ``[WRITE]``.
 """
 
@@ -22,9 +22,8 @@ from braid.engine.factory import Engine
 from braid.engine.filters import FilterExpr, parse_filter
 from braid.engine.searcher import HybridSearcher
 from braid.ingestion.documents import InputError, SourceDocument
+from braid.ingestion.jobs import JobService
 from braid.ingestion.ledger import Ledger
-from braid.ingestion.readers import record_to_document
-from braid.ingestion.worker import IngestWorker, JobQueue
 
 Scope = Literal["read", "write"]
 
@@ -80,27 +79,20 @@ def get_ledger(runtime: ReadyDep) -> Ledger:
     return runtime.ledger
 
 
-def get_queue(runtime: ReadyDep) -> JobQueue:
-    if runtime.queue is None:
+def get_jobs(runtime: ReadyDep) -> JobService:
+    """The jobs: an owner's service runs its worker; a reader's only queues them, for the
+    separate ``braid worker`` that polls the shared queue."""
+    if runtime.jobs is None:
         raise NotReady("the job queue is not open")
-    return runtime.queue
-
-
-def get_worker(runtime: ReadyDep) -> IngestWorker | None:
-    """The ingestion worker of an owner; ``None`` on a reader, whose jobs a separate
-    ``braid worker`` picks up from the shared queue (it polls it)."""
-    if runtime.reader:
-        return None
-    if runtime.worker is None:
+    if not runtime.reader and runtime.jobs.worker is None:
         raise NotReady("the ingestion worker is not running")
-    return runtime.worker
+    return runtime.jobs
 
 
 SearcherDep = Annotated[HybridSearcher, Depends(get_searcher)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
-QueueDep = Annotated[JobQueue, Depends(get_queue)]
-WorkerDep = Annotated[IngestWorker | None, Depends(get_worker)]
+JobsDep = Annotated[JobService, Depends(get_jobs)]
 
 
 # -- API keys -----------------------------------------------------------------------------
@@ -217,7 +209,7 @@ def checked_documents(body: DocumentsIn, settings: SettingsDep) -> list[SourceDo
             raise LimitExceeded(
                 f"text longer than {limits.max_document_chars} characters", f"{path}.text"
             )
-        record = record_to_document(item.model_dump(exclude_unset=True), f"documents[{i}]")
+        record = item.to_record(f"documents[{i}]")
         if isinstance(record, InputError):
             raise InvalidInput(record.message, path)
         if record.doc_id in first_seen:

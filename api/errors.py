@@ -29,8 +29,9 @@ from braid.engine.errors import (
     InvalidRequestError,
     MissingDependencyError,
     ModelMismatchError,
+    ModelsNotLoadedError,
 )
-from braid.ingestion.worker import JobNotFoundError, QueueFullError
+from braid.ingestion.jobs import JobNotFoundError, QueueFullError
 
 _log = logging.getLogger("braid.api")
 # Seconds a client should wait before retrying a 503 (a busy queue, a store being reopened).
@@ -92,6 +93,7 @@ STATUS_TABLE: Sequence[tuple[type[Exception], int, str]] = (
     (BackendUnavailableError, 503, "backend_unavailable"),
     (QueueFullError, 503, "queue_full"),
     (NotReady, 503, "not_ready"),
+    (ModelsNotLoadedError, 503, "models_not_loaded"),
     (MissingDependencyError, 503, "missing_dependency"),
     (ConfigError, 503, "config_error"),
     (BraidError, 500, "engine_error"),

@@ -1,4 +1,4 @@
-"""What one server process holds: the stores, the searcher, the job queue and the worker.
+"""What one server process holds: the stores, the searcher and the jobs (queue and worker).
 
 A server has one of two roles (``settings.api.role``):
 
@@ -27,14 +27,13 @@ from typing import Literal
 from braid.api.batching import QueryBatchingEmbedder
 from braid.api.metrics import Metrics
 from braid.engine.config import Settings
-from braid.engine.devices import set_cpu_threads
 from braid.engine.errors import BackendUnavailableError, BraidError
 from braid.engine.factory import Engine, build_engine
 from braid.engine.locking import DataDirLock
 from braid.engine.searcher import HybridSearcher
+from braid.ingestion.jobs import IngestWorker, Job, JobService
 from braid.ingestion.ledger import LEDGER_FILE, Ledger
 from braid.ingestion.service import Workspace, open_workspace
-from braid.ingestion.worker import JOBS_FILE, IngestWorker, Job, JobQueue
 
 SERVER_ROLE = "braid serve"
 Status = Literal["loading", "ready", "stopping", "stopped", "failed"]
@@ -92,8 +91,8 @@ class Runtime:
         self.error: BaseException | None = None
         self.workspace: Workspace | None = None  # an owner's (a reader has none)
         self.searcher: HybridSearcher | None = None
-        self.worker: IngestWorker | None = None  # an owner's (a reader's is `braid worker`)
-        self.queue: JobQueue | None = None
+        # The jobs; an owner's service runs the worker, a reader's `braid worker` does.
+        self.jobs: JobService | None = None
         self._open_engine = open_engine
         self._engine: Engine | None = None
         self._ledger: Ledger | None = None
@@ -117,16 +116,13 @@ class Runtime:
             probe = DataDirLock(self.settings.data_dir, role=SERVER_ROLE)
             probe.acquire()
             probe.release()
-        self._open_queue()
+        self._open_jobs()
 
-    def _open_queue(self) -> JobQueue:
-        if self.queue is None:
-            self.queue = JobQueue(
-                self.settings.data_dir / JOBS_FILE,
-                max_unfinished=self.settings.api.max_queue_jobs,
-            )
-            self.metrics.track_queue_depth(lambda: float(self.queue.depth()) if self.queue else 0.0)
-        return self.queue
+    def _open_jobs(self) -> JobService:
+        if self.jobs is None:
+            jobs = self.jobs = JobService.open(self.settings)
+            self.metrics.track_queue_depth(lambda: float(jobs.queue.depth()))
+        return self.jobs
 
     def start_loading(self) -> None:
         self._loader = threading.Thread(target=self._load, name="braid-api-loader", daemon=True)
@@ -144,17 +140,17 @@ class Runtime:
             self._settled.set()
 
     def _load_everything(self) -> None:
+        # torch is imported here, in the loading thread, not when the app module is imported.
+        from braid.engine.devices import set_cpu_threads
+
         try:
             set_cpu_threads(self.settings.embedder.cpu_threads or available_cpus())
             engine = self._open_as_reader() if self.reader else self._open_as_owner()
             self.searcher = self._build_searcher(engine)
             self._warm(self.searcher)
-            queue = self._open_queue()  # already open unless preflight was skipped
+            jobs = self._open_jobs()  # already open unless preflight was skipped
             if self.workspace is not None:
-                self.worker = IngestWorker(
-                    queue, self.workspace.pipeline, on_finished=self._job_finished
-                )
-                self.worker.start()
+                jobs.start_worker(self.workspace.pipeline, on_finished=self._job_finished)
         except BaseException as exc:  # reported by /readyz; the process keeps serving 503s
             self.error = exc
             self.status = "failed"
@@ -234,8 +230,8 @@ class Runtime:
         self._ready.clear()
         if self._loader is not None:
             self._loader.join()
-        if self.worker is not None:
-            self.worker.stop()
+        if self.jobs is not None:
+            self.jobs.stop_worker()
         # A searcher of our own (over the micro-batcher) has its own thread pool to close.
         if self.searcher is not None and self._batcher is not None:
             self.searcher.close()
@@ -248,8 +244,8 @@ class Runtime:
                 self._engine.close()
             if self._ledger is not None:
                 self._ledger.close()
-        if self.queue is not None:
-            self.queue.close()
+        if self.jobs is not None:
+            self.jobs.close()
         self.status = "stopped"
 
     # -- what requests use ---------------------------------------------------------------
@@ -257,6 +253,11 @@ class Runtime:
     @property
     def ready(self) -> bool:
         return self.status == "ready"
+
+    @property
+    def worker(self) -> IngestWorker | None:
+        """An owner's in-process worker; ``None`` on a reader (and before it started)."""
+        return self.jobs.worker if self.jobs is not None else None
 
     @property
     def engine(self) -> Engine:

@@ -23,8 +23,9 @@ from pydantic import (
 
 from braid.engine.models import Hit, ModelInfo, SearchResponse
 from braid.engine.searcher import MAX_CANDIDATES, MAX_TOP_K
+from braid.ingestion.jobs import Job, JobQueue, WorkerStatus
 from braid.ingestion.ledger import LedgerEntry
-from braid.ingestion.worker import Job, JobQueue, WorkerStatus
+from braid.ingestion.payload import DocumentPayload
 
 FilterJson = dict[str, JsonValue]
 # What a metadata value can be (engine.metadata.validate_metadata).
@@ -195,9 +196,11 @@ class SearchResponseOut(BaseModel):
 # -- documents and jobs -------------------------------------------------------------------
 
 
-class DocumentIn(BaseModel):
+class DocumentIn(DocumentPayload):
     """One document in the CLI's JSONL record shape: every other key is metadata."""
 
+    # The shared DocumentPayload (the shape remote ingest sends and the job queue stores),
+    # under its API name, with the example and the limit the API documents.
     model_config = ConfigDict(
         extra="allow",
         json_schema_extra={
@@ -214,11 +217,7 @@ class DocumentIn(BaseModel):
         },
     )
 
-    id: StrictStr | StrictInt | None = Field(
-        default=None, description="document id (or `_id`), at most 512 characters"
-    )
     text: StrictStr = Field(description="the body (at most api.max_document_chars characters)")
-    title: StrictStr | None = None
 
 
 class DocumentsIn(_Strict):

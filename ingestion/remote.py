@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import httpx
 
 from braid.engine.errors import BackendUnavailableError
-from braid.ingestion.documents import InputError, SourceDocument
+from braid.ingestion.documents import InputError
+from braid.ingestion.payload import DocumentPayload
 from braid.ingestion.pipeline import IngestReport, Progress
 from braid.ingestion.readers import Record, without_duplicates
 
@@ -22,19 +22,32 @@ POLL_SECONDS = 0.25
 MAX_BUSY_RETRIES = 60
 
 
-def document_payload(doc: SourceDocument) -> dict[str, Any]:
-    """The JSONL record shape the API accepts (``id``, ``text``, ``title``, metadata)."""
-    return {"id": doc.doc_id, "text": doc.text, "title": doc.title, **dict(doc.metadata)}
-
-
 class RemoteIngest:
-    """Posts batches to ``{api}/v1/documents`` and waits for their jobs."""
+    """Posts batches to ``{api}/v1/documents`` and waits for their jobs.
+
+    Args:
+        api_url: the server's base URL.
+        api_key: a write key, sent as ``Authorization: Bearer``.
+        batch_size: documents per request (and per job).
+        timeout: seconds for each HTTP request.
+        client: send through this client (its base URL and headers) instead of one built
+            from the arguments above; the caller keeps it and closes it.
+    """
 
     def __init__(
-        self, api_url: str, api_key: str | None = None, batch_size: int = 256, timeout: float = 60.0
+        self,
+        api_url: str,
+        api_key: str | None = None,
+        batch_size: int = 256,
+        timeout: float = 60.0,
+        *,
+        client: httpx.Client | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(base_url=api_url.rstrip("/"), headers=headers, timeout=timeout)
+        self._owns_client = client is None
+        self._client = client or httpx.Client(
+            base_url=api_url.rstrip("/"), headers=headers, timeout=timeout
+        )
         self._batch_size = batch_size
 
     def run(
@@ -46,7 +59,7 @@ class RemoteIngest:
     ) -> IngestReport:
         started = time.perf_counter()
         report = IngestReport()
-        batch: list[dict[str, Any]] = []
+        batch: list[DocumentPayload] = []
         try:
             for record in without_duplicates(records):
                 if isinstance(record, InputError):
@@ -54,7 +67,7 @@ class RemoteIngest:
                     if strict:
                         break
                     continue
-                batch.append(document_payload(record))
+                batch.append(DocumentPayload.from_document(record))
                 if len(batch) >= self._batch_size:
                     self._send(batch, report, on_progress)
                     batch = []
@@ -65,18 +78,20 @@ class RemoteIngest:
                 f"braid server at {self._client.base_url}: {exc}"
             ) from exc
         finally:
-            self._client.close()
+            if self._owns_client:
+                self._client.close()
         report.seconds = time.perf_counter() - started
         return report
 
     def _send(
         self,
-        batch: list[dict[str, Any]],
+        batch: list[DocumentPayload],
         report: IngestReport,
         on_progress: Callable[[Progress], None] | None,
     ) -> None:
+        body = {"documents": [document.to_json() for document in batch]}
         for _ in range(MAX_BUSY_RETRIES):
-            response = self._client.post("/v1/documents", json={"documents": batch})
+            response = self._client.post("/v1/documents", json=body)
             if response.status_code != 503:
                 break
             # Queue full or not ready yet: the server says when to come back.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -14,16 +12,15 @@ from braid.api.deps import (
     WRITE,
     CheckedDocuments,
     EngineDep,
+    JobsDep,
     LedgerDep,
-    QueueDep,
-    WorkerDep,
     request_filter,
 )
 from braid.api.errors import InvalidInput, error_responses
 from braid.api.schemas import ChunkOut, DeleteIn, DocumentOut, JobAccepted, JobOut, MetadataOut
 from braid.engine.errors import DocumentNotFoundError
 from braid.engine.models import point_id_for
-from braid.ingestion.worker import IngestWorker, Job
+from braid.ingestion.jobs import Job, JobService
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 
@@ -34,7 +31,6 @@ WaitParam = Annotated[
 TimeoutParam = Annotated[
     float, Query(gt=0, le=300, description="longest wait, in seconds, with wait=true")
 ]
-_POLL_S = 0.02
 
 
 def job_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -44,22 +40,12 @@ def job_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return finished | error_responses(*statuses)
 
 
-def wake(worker: IngestWorker | None) -> None:
-    """Start the in-process worker on a new job now; a separate `braid worker` (a reader's)
-    finds it at its next poll of the shared queue."""
-    if worker is not None:
-        worker.notify()
-
-
 async def accepted(
-    job: Job, queue: QueueDep, response: Response, wait: bool, timeout_s: float
+    job: Job, jobs: JobService, response: Response, wait: bool, timeout_s: float
 ) -> JobAccepted:
     """202 with the job (or 200 once finished, when the client chose to wait)."""
-    if wait:
-        deadline = time.monotonic() + timeout_s
-        while not job.finished and time.monotonic() < deadline:
-            await asyncio.sleep(_POLL_S)
-            job = await run_in_threadpool(queue.get, job.id)
+    if wait and not job.finished:
+        job = await jobs.wait_async(job.id, timeout_s)
     url = f"/v1/jobs/{job.id}"
     response.status_code = 200 if job.finished else 202
     response.headers["Location"] = url
@@ -76,8 +62,7 @@ async def accepted(
 )
 async def upsert_documents(
     documents: CheckedDocuments,
-    queue: QueueDep,
-    worker: WorkerDep,
+    jobs: JobsDep,
     response: Response,
     wait: WaitParam = False,
     timeout_s: TimeoutParam = 30.0,
@@ -89,9 +74,8 @@ async def upsert_documents(
     is replaced; an unchanged one is skipped. The job is durable once this answers; follow
     it at `status_url`. Searches see the documents when the job is `done`.
     """
-    job = await run_in_threadpool(queue.submit_upsert, documents)
-    wake(worker)
-    return await accepted(job, queue, response, wait, timeout_s)
+    job = await run_in_threadpool(jobs.submit_upsert, documents)
+    return await accepted(job, jobs, response, wait, timeout_s)
 
 
 @router.post(
@@ -104,8 +88,7 @@ async def upsert_documents(
 )
 async def delete_documents(
     body: DeleteIn,
-    queue: QueueDep,
-    worker: WorkerDep,
+    jobs: JobsDep,
     response: Response,
     wait: WaitParam = False,
     timeout_s: TimeoutParam = 30.0,
@@ -116,13 +99,12 @@ async def delete_documents(
     if (body.ids is None) == (body.filter is None):
         raise InvalidInput("give either 'ids' or 'filter'", "$")
     if body.ids is not None:
-        job = await run_in_threadpool(queue.submit_delete, body.ids)
+        job = await run_in_threadpool(jobs.submit_delete, body.ids)
     else:
         if request_filter(body.filter) is None:
             raise InvalidInput("an empty filter would delete everything; not allowed", "$.filter")
-        job = await run_in_threadpool(queue.submit_delete_filter, body.filter or {})
-    wake(worker)
-    return await accepted(job, queue, response, wait, timeout_s)
+        job = await run_in_threadpool(jobs.submit_delete_filter, body.filter or {})
+    return await accepted(job, jobs, response, wait, timeout_s)
 
 
 @router.delete(
@@ -135,8 +117,7 @@ async def delete_documents(
 )
 async def delete_document(
     doc_id: str,
-    queue: QueueDep,
-    worker: WorkerDep,
+    jobs: JobsDep,
     response: Response,
     wait: WaitParam = False,
     timeout_s: TimeoutParam = 30.0,
@@ -145,9 +126,8 @@ async def delete_document(
     every write submitted before it; the job's result lists it under `not_found` when the
     index did not hold it. An id a URL path cannot carry (a newline) answers 404: delete it
     with `POST /v1/documents/delete {"ids": [...]}`."""
-    job = await run_in_threadpool(queue.submit_delete, [doc_id])
-    wake(worker)
-    return await accepted(job, queue, response, wait, timeout_s)
+    job = await run_in_threadpool(jobs.submit_delete, [doc_id])
+    return await accepted(job, jobs, response, wait, timeout_s)
 
 
 @router.get(

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from braid.api.deps import READ, QueueDep
+from braid.api.deps import READ, JobsDep
 from braid.api.errors import error_responses
 from braid.api.schemas import JobList, JobOut
 
@@ -20,10 +20,10 @@ router = APIRouter(prefix="/v1", tags=["jobs"])
     responses=error_responses(401, 404, 503),
     summary="A job's state and progress",
 )
-def get_job(job_id: str, queue: QueueDep) -> JobOut:
+def get_job(job_id: str, jobs: JobsDep) -> JobOut:
     """`queued` -> `running` (with progress) -> `done` (with its result) or `failed` (with
     the error). Jobs survive a restart: one that was running is queued again."""
-    return JobOut.from_job(queue.get(job_id))
+    return JobOut.from_job(jobs.status(job_id))
 
 
 @router.get(
@@ -34,9 +34,9 @@ def get_job(job_id: str, queue: QueueDep) -> JobOut:
     summary="Recent jobs",
 )
 def list_jobs(
-    queue: QueueDep,
+    jobs: JobsDep,
     state: Annotated[Literal["queued", "running", "done", "failed"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> JobList:
     """The most recent jobs first, optionally of one state."""
-    return JobList(jobs=[JobOut.from_job(j) for j in queue.list(state, limit)])
+    return JobList(jobs=[JobOut.from_job(j) for j in jobs.recent(state, limit)])

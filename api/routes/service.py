@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from braid.api.deps import READ, EngineDep, LedgerDep, QueueDep, ReadyDep, RuntimeDep, WorkerDep
+from braid.api.deps import READ, EngineDep, JobsDep, LedgerDep, ReadyDep, RuntimeDep
 from braid.api.errors import NotReady, error_responses
 from braid.api.metrics import CONTENT_TYPE
 from braid.api.schemas import (
@@ -46,15 +46,15 @@ def readyz(runtime: RuntimeDep) -> ReadyOut:
     responses=error_responses(401, 503),
     summary="Index statistics",
 )
-def stats(
-    runtime: ReadyDep, engine: EngineDep, ledger: LedgerDep, queue: QueueDep, worker: WorkerDep
-) -> StatsOut:
+def stats(runtime: ReadyDep, engine: EngineDep, ledger: LedgerDep, jobs: JobsDep) -> StatsOut:
     """Chunks per store and in the ledger, the embedding model, the queue and the worker
     (on a reader, `worker.location` is `separate`: a `braid worker` process runs the jobs)."""
     settings = runtime.settings
     totals = ledger.totals()
     dense_chunks = engine.dense.count()
     sparse_chunks = engine.sparse.count()
+    queue = jobs.queue
+    worker = jobs.worker_status()
     return StatsOut(
         data_dir=str(settings.data_dir),
         dense=StoreStats(backend=f"qdrant-{settings.qdrant.mode}", chunks=dense_chunks),
@@ -70,9 +70,7 @@ def stats(
         queue=QueueStats(
             depth=queue.depth(), max_unfinished=queue.max_unfinished, jobs=queue.counts()
         ),
-        worker=WorkerOut.from_status(worker.status)
-        if worker is not None
-        else WorkerOut.from_queue(queue),
+        worker=WorkerOut.from_status(worker) if worker is not None else WorkerOut.from_queue(queue),
         consistent=dense_chunks == sparse_chunks == totals["chunks"]
         and totals["pending_documents"] == 0,
     )

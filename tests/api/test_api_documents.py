@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,9 @@ from starlette.testclient import TestClient
 
 from braid.engine.config import Settings
 from braid.engine.models import point_id_for
+from braid.ingestion.pipeline import Progress
+from braid.ingestion.readers import read_inputs
+from braid.ingestion.remote import RemoteIngest
 
 NEBULA = {
     "id": "crab-nebula",
@@ -215,6 +220,36 @@ def test_jobs_list_and_unknown_job(client: TestClient) -> None:
     assert all(j["state"] == "done" for j in done)
     assert_error(client.get("/v1/jobs/nope"), 404, "job_not_found")
     assert_error(client.get("/v1/jobs?state=lost"), 422, "validation_error", "query.state")
+
+
+def test_remote_ingest_posts_the_shared_payload(client: TestClient, tmp_path: Path) -> None:
+    """``braid ingest --api``: read locally, post in batches, follow the jobs."""
+    rows = [
+        {"id": "remote-1", "title": "Auroras", "text": "Auroras glow above the poles.", "n": 1},
+        {"id": "remote-2", "text": "Geysers spout hot water.", "region": "iceland"},
+        {"id": "remote-3", "text": "Dunes migrate with the wind.", "tags": ["sand", "wind"]},
+    ]
+    lines = [json.dumps(rows[0]), "{not json", json.dumps(rows[1]), json.dumps(rows[0])]
+    path = tmp_path / "remote.jsonl"
+    path.write_text("\n".join([*lines, json.dumps(rows[2])]) + "\n", encoding="utf-8")
+    seen: list[Progress] = []
+    report = RemoteIngest("unused", batch_size=2, client=client).run(
+        read_inputs([str(path)]), on_progress=seen.append
+    )
+    assert (report.documents, report.chunks, report.skipped_unchanged) == (3, 3, 0)
+    # Bad records are reported locally, with their line, and never sent.
+    assert report.errors == [
+        f"{path}:2: malformed JSON: Expecting property name enclosed in double quotes (column 2)",
+        f"{path}:4: duplicate id 'remote-1' (first at {path}:1)",
+    ]
+    assert len(seen) == 2 and seen[-1] == Progress(3, 3, 0, 2)
+    assert search_ids(client, "geysers hot water", mode="bm25", top_k=1) == ["remote-2"]
+    for row in rows:
+        body = client.get(f"/v1/documents/{row['id']}").json()
+        metadata = {k: v for k, v in row.items() if k not in ("id", "title", "text")}
+        assert body["metadata"] == metadata and body["title"] == row.get("title", "")
+    again = RemoteIngest("unused", client=client).run(read_inputs([str(path)]))
+    assert (again.documents, again.skipped_unchanged) == (0, 3)
 
 
 def test_stats_agree_after_writes(client: TestClient) -> None:
