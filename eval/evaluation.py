@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -89,45 +89,75 @@ def significance(
     return out
 
 
-def result_document(
-    dataset: Dataset,
-    results: Sequence[ModeResult],
-    comparisons: Sequence[Comparison],
-    *,
-    index_state: Mapping[str, object] | None = None,
-    profile: str | None = None,
-) -> dict[str, object]:
-    """Everything a reader needs, JSON-ready: metrics under their usual names per mode."""
-    modes: dict[str, object] = {}
-    for r in results:
-        anchor = headline_anchor(dataset.name, r.mode)
-        modes[r.mode] = {
-            "metrics": r.means,
-            "params": r.run.meta.get("params"),
-            "label": r.run.meta.get("label"),
-            "tag": r.run.meta.get("tag"),
-            "run_file": str(r.run_file) if r.run_file else None,
-            "reranker_model": r.run.meta.get("reranker_model"),
-            "latency_ms": r.latency,
+@dataclass
+class RunReport:
+    """What ``braid eval run`` measured on one split; ``as_dict`` is its ``--json`` document,
+    saved under the index's ``results/`` and read back by ``braid eval report``."""
+
+    dataset: str
+    split: str
+    queries: int
+    results: list[ModeResult]
+    comparisons: list[Comparison]
+    index_state: dict[str, object] = field(default_factory=dict)
+    profile: str | None = None
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    result_file: Path | None = None  # set once saved
+
+    @property
+    def baseline(self) -> str | None:
+        best = best_single(self.results)
+        return best.mode if best else None
+
+    def mode_entry(self, result: ModeResult) -> dict[str, object]:
+        anchor = headline_anchor(self.dataset, result.mode)
+        meta = result.run.meta
+        return {
+            "metrics": result.means,
+            "params": meta.get("params"),
+            "label": meta.get("label"),
+            "tag": meta.get("tag"),
+            "run_file": str(result.run_file) if result.run_file else None,
+            "reranker_model": meta.get("reranker_model"),
+            "latency_ms": result.latency,
             "anchor": anchor.as_dict() if anchor else None,
-            "per_query": {m: r.scores[m] for m in (PRIMARY, "recall@100")},
+            "per_query": {m: result.scores[m] for m in (PRIMARY, "recall@100")},
         }
-    first = results[0].run.meta if results else {}
-    return {
-        "dataset": dataset.name,
-        "split": dataset.split,
-        "queries": len(dataset.queries),
-        "profile": profile,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "embedding_model": first.get("embedding_model"),
-        "index": dict(index_state or {}),
-        "metrics": list(METRICS),
-        "modes": modes,
-        "baseline": (b.mode if (b := best_single(results)) else None),
-        "significance": [c.as_dict() for c in comparisons],
-        "anchors": [a.as_dict() for a in anchors_for(dataset.name)],
-        "goals": GOALS.get(dataset.name, {}),
-    }
+
+    def as_dict(self) -> dict[str, object]:
+        """Everything a reader needs, JSON-ready: metrics under their usual names per mode."""
+        first = self.results[0].run.meta if self.results else {}
+        document: dict[str, object] = {
+            "dataset": self.dataset,
+            "split": self.split,
+            "queries": self.queries,
+            "profile": self.profile,
+            "created": self.created,
+            "embedding_model": first.get("embedding_model"),
+            "index": dict(self.index_state),
+            "metrics": list(METRICS),
+            "modes": {r.mode: self.mode_entry(r) for r in self.results},
+            "baseline": self.baseline,
+            "significance": [c.as_dict() for c in self.comparisons],
+            "anchors": [a.as_dict() for a in anchors_for(self.dataset)],
+            "goals": GOALS.get(self.dataset, {}),
+        }
+        if self.result_file is not None:
+            document["result_file"] = str(self.result_file)
+        return document
+
+    def save(self, folder: Path, name: str) -> Path:
+        """Write ``folder/name.json`` (the document as it was before saving) and remember it."""
+        self.result_file = save_result(self.as_dict(), folder, name)
+        return self.result_file
+
+
+def limit_queries(dataset: Dataset, limit: int | None) -> Dataset:
+    """The first ``limit`` judged queries (smoke runs); all of them when ``limit`` is None."""
+    if not limit:
+        return dataset
+    queries = dict(list(dataset.queries.items())[:limit])
+    return replace(dataset, queries=queries, qrels={q: dataset.qrels[q] for q in queries})
 
 
 def save_result(document: Mapping[str, object], folder: Path, name: str) -> Path:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from braid.engine.config import Settings
-from braid.eval.datasets import corpus_fingerprint, iter_corpus
+from braid.eval.datasets import corpus_fingerprint, count_corpus, iter_corpus
+from braid.eval.progress import StageProgress, silent
 from braid.ingestion.pipeline import Progress
 from braid.ingestion.readers import read_beir
 from braid.ingestion.service import Workspace, open_workspace
@@ -150,3 +151,23 @@ def ingest_corpus(
         workspace.pipeline.delete(stale)
         workspace.pipeline.maybe_compact()
     return list(report.errors)
+
+
+def open_with_progress(
+    dataset_folder: Path,
+    settings: Settings,
+    index_dir: Path | None = None,
+    *,
+    progress: StageProgress = silent,
+    role: str = "braid eval",
+) -> EvalIndex:
+    """``open_index``, reporting ingestion as documents handled out of the corpus's count."""
+    total = count_corpus(dataset_folder)
+    with progress(f"ingest {dataset_folder.name}") as tick:
+        return open_index(
+            dataset_folder,
+            settings,
+            index_dir,
+            role=role,
+            on_progress=lambda p: tick(p.documents + p.skipped + p.errors, total),
+        )

@@ -12,9 +12,13 @@ model. Plots (matplotlib, Agg backend):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from braid.engine.errors import BraidError
+from braid.eval.evaluation import load_result
+from braid.eval.indexes import default_index_dir
 from braid.eval.metrics import METRICS
 
 
@@ -298,3 +302,50 @@ def write_report(
     path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+class NothingToReportError(BraidError):
+    """Neither an ``eval run`` result nor an ``eval sweep`` result is saved for the dataset."""
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """What ``report_saved`` wrote (``braid eval report --json``)."""
+
+    report: Path
+    files: list[Path]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"report": str(self.report), "files": [str(f) for f in self.files]}
+
+
+def report_saved(
+    data_dir: Path,
+    dataset: str,
+    *,
+    split: str = "test",
+    profile: str | None = None,
+    sweep_split: str = "train",
+    index_dir: Path | None = None,
+    out_dir: Path | None = None,
+) -> ReportFiles:
+    """The report of a dataset's saved ``results/<split>-<profile>.json`` and
+    ``results/sweep-<sweep_split>.json`` (either may be missing), in ``out_dir`` (default the
+    index's ``report/``).
+
+    Raises:
+        NothingToReportError: neither result is saved.
+    """
+    folder = index_dir or default_index_dir(data_dir, dataset)
+    results = folder / "results"
+    result_path = results / f"{split}-{profile or 'default'}.json"
+    sweep_path = results / f"sweep-{sweep_split}.json"
+    result = load_result(result_path) if result_path.is_file() else None
+    sweep = load_result(sweep_path) if sweep_path.is_file() else None
+    if result is None and sweep is None:
+        raise NothingToReportError(
+            f"nothing to report in {results}: run `braid eval run` or `braid eval sweep` first"
+        )
+    target = out_dir or folder / "report"
+    path = write_report(target, result, sweep)
+    return ReportFiles(report=path, files=sorted(target.iterdir(), key=str))

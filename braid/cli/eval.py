@@ -1,5 +1,340 @@
-"""``braid eval ...``: moved here from ``braid.eval.commands`` (in progress)."""
+"""``braid eval ...``: run, sweep, report, perturb, compare.
 
-from braid.eval.commands import eval_app
+Each command is a thin wrapper over ``braid.eval``: options -> ``load_settings`` -> read the
+dataset (a bad one is a usage error, exit 2) -> one library call -> ``emit_json`` or a table.
+The library (and with it torch and the models) is imported inside the commands, so that
+``braid --help`` stays fast.
+"""
 
-__all__ = ["eval_app"]
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from braid.cli.common import (
+    DataDirOption,
+    ExitCode,
+    JsonOption,
+    ProfileOption,
+    console,
+    emit_json,
+    fail,
+    load_settings,
+    out,
+    progress,
+)
+from braid.cli.eval_output import print_compare, print_perturb, print_run, print_sweep
+from braid.engine.errors import BraidError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from braid.eval.datasets import Dataset
+
+eval_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+
+DatasetArg = Annotated[
+    str, typer.Argument(help="dataset folder (BEIR layout) or its name under --datasets")
+]
+DatasetsOption = Annotated[
+    Path | None,
+    typer.Option("--datasets", envvar="BRAID_EVAL_DATASETS", help="folder holding dataset folders"),
+]
+IndexDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--index-dir", help="the dataset's own data dir (default <data-dir>/eval/<dataset>)"
+    ),
+]
+RerankerOption = Annotated[
+    str | None, typer.Option("--reranker", help="CrossEncoder name or folder for the +rerank modes")
+]
+LimitOption = Annotated[
+    int | None, typer.Option("--limit", min=1, help="only the first N judged queries (smoke runs)")
+]
+
+
+def stage_progress(
+    quiet: bool,
+) -> Callable[[str], AbstractContextManager[Callable[[int, int], None]]]:
+    """The library's ``StageProgress``: one rich bar per stage, none under ``--json``."""
+    return lambda label: progress(label, quiet)
+
+
+def read_split(dataset: str, datasets: Path | None, split: str) -> tuple[Path, Dataset]:
+    """The dataset's folder and one split of it; exit 2 when either cannot be read."""
+    from braid.eval.datasets import load_dataset, resolve_dataset
+
+    try:
+        folder = resolve_dataset(dataset, datasets)
+        return folder, load_dataset(folder, split)
+    except BraidError as exc:
+        raise fail(str(exc), ExitCode.USAGE) from exc
+
+
+# -- braid eval run -------------------------------------------------------------------------
+
+
+@eval_app.command("run")
+def run_command(
+    dataset: DatasetArg,
+    split: Annotated[str, typer.Option(help="qrels split to evaluate")] = "test",
+    mode: Annotated[
+        list[str] | None,
+        typer.Option("--mode", help="bm25, dense, hybrid, hybrid+rerank, bm25+rerank (repeatable)"),
+    ] = None,
+    profile: ProfileOption = None,
+    reranker: RerankerOption = None,
+    depth: Annotated[
+        int, typer.Option(help="chunks asked for per query (filled to 100 documents)")
+    ] = 200,
+    candidates: Annotated[
+        int | None, typer.Option(help="hits per retriever (default: depth)")
+    ] = None,
+    limit: LimitOption = None,
+    data_dir: DataDirOption = None,
+    index_dir: IndexDirOption = None,
+    datasets: DatasetsOption = None,
+    save: Annotated[bool, typer.Option(help="write run files and the result JSON")] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Evaluate modes on one split: metrics, anchors, significance, latency per stage."""
+    from braid.engine.config import Settings
+    from braid.eval.evaluation import limit_queries
+    from braid.eval.experiments import choose_modes, result_name, run_evaluation, with_reranker
+
+    settings = with_reranker(load_settings(data_dir, profile=profile), reranker)
+    # the report names the profile in effect: --profile, else BRAID_PROFILE
+    profile_name = profile or Settings(data_dir=settings.data_dir).profile
+    folder, data = read_split(dataset, datasets, split)
+    data = limit_queries(data, limit)
+    try:
+        modes = choose_modes(mode or [], settings)
+    except BraidError as exc:
+        raise fail(str(exc), ExitCode.USAGE) from exc
+    if not mode and "hybrid+rerank" not in modes:
+        console.print("[dim]hybrid+rerank skipped: no reranker configured (--reranker)[/]")
+    try:
+        report = run_evaluation(
+            folder,
+            data,
+            settings,
+            modes,
+            depth=depth,
+            candidates=candidates,
+            index_dir=index_dir,
+            profile=profile_name,
+            save_as=result_name(data.split, profile_name, reranker, limit) if save else None,
+            progress=stage_progress(as_json),
+        )
+    except BraidError as exc:
+        raise fail(str(exc)) from exc
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        print_run(report)
+
+
+# -- braid eval sweep -----------------------------------------------------------------------
+
+
+@eval_app.command("sweep")
+def sweep_command(
+    dataset: DatasetArg,
+    train_split: Annotated[str, typer.Option("--train-split", help="split to tune on")] = "train",
+    test_split: Annotated[
+        str | None,
+        typer.Option("--test-split", help="split to report the chosen config on (after choosing)"),
+    ] = "test",
+    profile_name: Annotated[
+        str | None, typer.Option("--save-profile", help="profile name (default <dataset>-tuned)")
+    ] = None,
+    quick: Annotated[bool, typer.Option(help="a small grid (smoke runs)")] = False,
+    limit: LimitOption = None,
+    data_dir: DataDirOption = None,
+    index_dir: IndexDirOption = None,
+    datasets: DatasetsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Tune RRF k, weights, convex alpha and depth on the train split; report once on test."""
+    from braid.eval.evaluation import limit_queries
+    from braid.eval.tuning import SweepGrid, check_splits, tune_fusion
+
+    try:
+        check_splits(train_split, test_split)
+    except BraidError as exc:
+        raise fail(str(exc), ExitCode.USAGE) from exc
+    settings = load_settings(data_dir)
+    folder, train = read_split(dataset, datasets, train_split)
+    try:
+        report = tune_fusion(
+            folder,
+            limit_queries(train, limit),
+            settings,
+            test_split=test_split,
+            profile_name=profile_name,
+            grid=SweepGrid.quick() if quick else SweepGrid.full(),
+            limit=limit,
+            index_dir=index_dir,
+            progress=stage_progress(as_json),
+        )
+    except BraidError as exc:
+        raise fail(str(exc)) from exc
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        print_sweep(report)
+
+
+# -- braid eval report ----------------------------------------------------------------------
+
+
+@eval_app.command("report")
+def report_command(
+    dataset: Annotated[
+        str, typer.Argument(help="dataset name (or folder) whose results to report")
+    ],
+    split: Annotated[str, typer.Option(help="split of the `eval run` result")] = "test",
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="profile of the `eval run` result")
+    ] = None,
+    sweep_split: Annotated[str, typer.Option(help="train split of the sweep to include")] = "train",
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="folder for report.md and PNGs")
+    ] = None,
+    data_dir: DataDirOption = None,
+    index_dir: IndexDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Markdown report with plots from saved `eval run` and `eval sweep` results."""
+    from braid.eval.report import NothingToReportError, report_saved
+
+    settings = load_settings(data_dir)
+    try:
+        written = report_saved(
+            settings.data_dir,
+            Path(dataset).name,
+            split=split,
+            profile=profile,
+            sweep_split=sweep_split,
+            index_dir=index_dir,
+            out_dir=out_dir,
+        )
+    except NothingToReportError as exc:
+        raise fail(str(exc)) from exc
+    if as_json:
+        emit_json(written.as_dict())
+    else:
+        out.print(f"wrote {written.report}")
+        for f in written.files:
+            out.print(f"  {f}")
+
+
+# -- braid eval perturb ---------------------------------------------------------------------
+
+
+@eval_app.command("perturb")
+def perturb_command(
+    dataset: DatasetArg,
+    split: Annotated[str, typer.Option(help="qrels split whose queries are edited")] = "test",
+    mode: Annotated[list[str] | None, typer.Option("--mode", help="modes (repeatable)")] = None,
+    kind: Annotated[
+        list[str] | None, typer.Option("--kind", help="typo, stopwords, reorder (repeatable)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the edits")] = 0,
+    profile: ProfileOption = None,
+    reranker: RerankerOption = None,
+    limit: LimitOption = None,
+    data_dir: DataDirOption = None,
+    index_dir: IndexDirOption = None,
+    datasets: DatasetsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Rank stability under small query edits: overlap@10 and RBO per mode, and nDCG@10 change."""
+    from braid.eval.evaluation import limit_queries
+    from braid.eval.experiments import PERTURB_MODES, perturb_queries, with_reranker
+
+    settings = with_reranker(load_settings(data_dir, profile=profile), reranker)
+    folder, data = read_split(dataset, datasets, split)
+    try:
+        report = perturb_queries(
+            folder,
+            limit_queries(data, limit),
+            settings,
+            mode or PERTURB_MODES,
+            kind or None,
+            seed,
+            index_dir=index_dir,
+            progress=stage_progress(as_json),
+        )
+    except (BraidError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        print_perturb(report)
+
+
+# -- braid eval compare ---------------------------------------------------------------------
+
+
+@eval_app.command("compare")
+def compare_command(
+    dataset: DatasetArg,
+    split: Annotated[str, typer.Option(help="qrels split to run")] = "test",
+    mode: Annotated[list[str] | None, typer.Option("--mode", help="modes (repeatable)")] = None,
+    index_a: Annotated[
+        Path | None, typer.Option("--index-a", help="data dir A (default: the dataset's index)")
+    ] = None,
+    index_b: Annotated[
+        Path | None, typer.Option("--index-b", help="data dir B (default: same as A)")
+    ] = None,
+    model_a: Annotated[str | None, typer.Option("--model-a", help="embedding model of A")] = None,
+    model_b: Annotated[str | None, typer.Option("--model-b", help="embedding model of B")] = None,
+    reranker_a: Annotated[str | None, typer.Option("--reranker-a", help="reranker of A")] = None,
+    reranker_b: Annotated[str | None, typer.Option("--reranker-b", help="reranker of B")] = None,
+    profile_a: Annotated[str | None, typer.Option("--profile-a", help="profile of A")] = None,
+    profile_b: Annotated[str | None, typer.Option("--profile-b", help="profile of B")] = None,
+    k: Annotated[int, typer.Option("--k", min=1, help="depth of overlap@k")] = 10,
+    limit: LimitOption = None,
+    data_dir: DataDirOption = None,
+    datasets: DatasetsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Shadow comparison: one query set on two indexes, models, rerankers or profiles."""
+    from braid.eval.evaluation import limit_queries
+    from braid.eval.experiments import (
+        COMPARE_MODES,
+        compare_configs,
+        shadow_sides,
+        with_embedding_model,
+        with_reranker,
+    )
+
+    folder, data = read_split(dataset, datasets, split)
+    a, b = (
+        with_reranker(with_embedding_model(load_settings(data_dir, profile=prof), model), rr)
+        for prof, model, rr in ((profile_a, model_a, reranker_a), (profile_b, model_b, reranker_b))
+    )
+    try:
+        sides = shadow_sides(folder, a, b, index_a=index_a, index_b=index_b)
+    except BraidError as exc:
+        raise fail(str(exc), ExitCode.USAGE) from exc
+    try:
+        report = compare_configs(
+            folder,
+            limit_queries(data, limit),
+            sides,
+            modes=mode or COMPARE_MODES,
+            k=k,
+            progress=stage_progress(as_json),
+        )
+    except BraidError as exc:
+        raise fail(str(exc)) from exc
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        print_compare(report)

@@ -72,7 +72,7 @@ def run_api_bench(
         [
             sys.executable,
             "-m",
-            "braid.ingestion.cli",
+            "braid.cli",
             "serve",
             "--host",
             "127.0.0.1",

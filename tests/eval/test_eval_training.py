@@ -1,4 +1,5 @@
-"""Reranker training mechanics on the tiny dataset: mining, a few steps, resume, card, gate.
+"""Reranker training mechanics on the tiny dataset: mining, a few steps, resume, card, and the
+command end to end (the gate's verdicts on runs with a certain outcome: test_eval_gate.py).
 
 Real training takes many minutes on a CPU; here only the wiring is checked, in a few steps.
 """
@@ -9,11 +10,10 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
 from eval_tiny import DOCS, TRAIN, write_beir
 from typer.testing import CliRunner
 
-from braid.eval.cli import register
+from braid.cli.app import app
 from braid.eval.datasets import iter_corpus, load_dataset
 from braid.eval.indexes import EvalIndex
 from braid.eval.training import (
@@ -50,6 +50,7 @@ def test_dev_split_is_held_out(tiny_dataset: Path) -> None:
     assert set(train.queries) | set(dev.queries) == set(TRAIN)
 
 
+@pytest.mark.slow  # two short trainings of a cross-encoder
 def test_train_is_resumable(tiny_index: EvalIndex, tiny_dataset: Path, tmp_path: Path) -> None:
     searcher = tiny_index.workspace.engine.searcher
     corpus = {d.doc_id: d for d in iter_corpus(tiny_dataset)}
@@ -85,8 +86,6 @@ def test_train_is_resumable(tiny_index: EvalIndex, tiny_dataset: Path, tmp_path:
 def test_train_command(tmp_path: Path) -> None:
     datasets = tmp_path / "datasets"
     write_beir(datasets / "tiny")
-    app = typer.Typer()
-    register(app)
     result = CliRunner().invoke(
         app,
         [
@@ -116,10 +115,25 @@ def test_train_command(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(summary) == {"model", "resumed", "steps", "data", "gate", "profile"}
+    assert set(summary["gate"]) == {
+        "queries",
+        "rerank_depth",
+        "first_stage",
+        "reranked",
+        "delta",
+        "p_randomisation",
+        "required_p",
+        "passed",
+    }
+    assert summary["gate"]["required_p"] == 0.05 and summary["gate"]["rerank_depth"] == 30
+    assert not summary["resumed"]
     model = Path(summary["model"])
     assert model.name == "tiny-v1" and summary["steps"] == 2
     assert summary["data"]["title"] == 4 and summary["data"]["labelled"] >= 1
     record = json.loads((model / "training.json").read_text())
+    assert list(record)[:6] == ["config", "config_key", "created", "device", "index", "data"]
+    assert record["gate"] == summary["gate"] and record["data"] == summary["data"]
     assert (
         record["state"]["complete"] and record["gate"]["queries"] == summary["data"]["dev_queries"]
     )
@@ -128,4 +142,5 @@ def test_train_command(tmp_path: Path) -> None:
     # a profile naming the model exists exactly when the gate passed
     profile = tmp_path / "data" / "profiles" / "tiny-rerank.json"
     assert profile.is_file() == record["gate"]["passed"]
+    assert record.get("profile") == ("tiny-rerank" if record["gate"]["passed"] else None)
     assert len(DOCS) == 16
