@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +12,9 @@ import typer
 import yaml
 from pydantic import BaseModel
 
+from braid.cli.app import app as braid_app
 from braid.engine.config import Settings
-from braid.ingestion import cli as ingestion_cli
-from braid.ingestion.worker_process import WORKER_ROLE
+from braid.ingestion.jobs import WORKER_ROLE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,12 +107,8 @@ def test_one_worker_writes_and_the_api_reads(
 
 
 def _braid_commands() -> set[str]:
-    """The subcommands of `braid`, its own and those its packages register."""
-    root = typer.Typer()
-    root.registered_commands.extend(ingestion_cli.app.registered_commands)
-    for entry in entry_points(group="braid.commands"):
-        entry.load()(root)
-    group = typer.main.get_command(root)
+    """The subcommands of `braid`."""
+    group = typer.main.get_command(braid_app)
     return set(getattr(group, "commands", {}))
 
 

@@ -14,17 +14,19 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from braid.engine.config import Settings
 from braid.engine.errors import BraidError
-from braid.engine.filters import FilterExpr, parse_filter
+
+# Imported where used: `braid --help` reads only the options, and pydantic-settings, the
+# filter parser and rich's progress bars cost a good part of its start-up.
+if TYPE_CHECKING:
+    from braid.engine.config import Settings
+    from braid.engine.filters import FilterExpr
+    from braid.ingestion.service import Workspace
 
 
 class ExitCode(IntEnum):
@@ -63,6 +65,9 @@ def load_settings(data_dir: Path | None = None, *, profile: str | None = None) -
     opens later (an evaluation index in another folder, a server) gets the values, not a name
     to look up again.
     """
+    from pydantic import ValidationError
+
+    from braid.engine.config import Settings
     from braid.engine.profiles import apply_profile, load_profile, with_profile
 
     try:
@@ -82,6 +87,8 @@ def parse_filter_option(
     text: str | None, option: str = "--filter"
 ) -> tuple[object | None, FilterExpr | None]:
     """The raw JSON and the parsed expression of a ``--filter`` value (exit 2 when invalid)."""
+    from braid.engine.filters import parse_filter
+
     if not text:
         return None, None
     try:
@@ -103,6 +110,8 @@ def print_table(
     title: str, columns: Sequence[str], rows: Iterable[Sequence[object]], *, fold: str = ""
 ) -> None:
     """The one table renderer: ``rows`` under ``columns`` (``fold``: a column that wraps)."""
+    from rich.table import Table
+
     table = Table(title=title)
     for column in columns:
         table.add_column(column, overflow="fold" if column == fold else "ellipsis")
@@ -113,6 +122,8 @@ def print_table(
 
 def print_fields(title: str, fields: Iterable[tuple[str, object]]) -> None:
     """A two-column table of named values (summaries such as ``braid stats``)."""
+    from rich.table import Table
+
     table = Table(title=title, show_header=False)
     for name, value in fields:
         table.add_row(name, str(value))
@@ -129,6 +140,14 @@ def progress(label: str, quiet: bool) -> Iterator[Callable[[int, int], None]]:
     if quiet or not sys.stderr.isatty():
         yield _no_progress
         return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     columns = (
         TextColumn(f"[bold]{label}"),
         BarColumn(),
@@ -142,3 +161,24 @@ def progress(label: str, quiet: bool) -> Iterator[Callable[[int, int], None]]:
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+@contextmanager
+def owned_workspace(settings: Settings, role: str, *, models: bool = True) -> Iterator[Workspace]:
+    """The data dir opened as its one owner (``models=False``: stores only, no model loaded).
+
+    Opening or running into a ``BraidError`` (the data dir in use, a model mismatch, ...)
+    exits 1 with its message; the workspace is closed either way.
+    """
+    from braid.ingestion.service import open_workspace
+
+    try:
+        workspace = open_workspace(settings, role=role, models=models)
+    except BraidError as exc:
+        raise fail(str(exc)) from exc
+    try:
+        yield workspace
+    except BraidError as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        workspace.close()

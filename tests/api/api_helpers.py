@@ -26,7 +26,7 @@ def braid_command() -> list[str]:
     script = Path(sys.executable).parent / "braid"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from braid.ingestion.cli import main; main()"]
+    return [sys.executable, "-m", "braid.cli"]
 
 
 def make_settings(data_dir: Path, **api: Any) -> Settings:

@@ -68,7 +68,7 @@ def braid_command() -> list[str]:
     found = shutil.which("braid")
     if found:
         return [found]
-    return [sys.executable, "-c", "from braid.ingestion.cli import main; main()"]
+    return [sys.executable, "-m", "braid.cli"]
 
 
 class WorkspaceOpener:

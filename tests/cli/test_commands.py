@@ -7,51 +7,26 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ingest_helpers import SAMPLE_PATH, TORCH_THREADS, braid_command, cli_env, sample_rows
+from cli_helpers import SAMPLE_PATH, braid, cli_env, python_command, sample_ids
 from typer.testing import CliRunner, Result
 
 from braid.engine.fusion import RRF_K
 from braid.engine.locking import DataDirLock
-from braid.ingestion.cli import app
 
 INGEST_KEYS = {"documents", "chunks", "skipped_unchanged", "deleted", "errors", "seconds"}
-SAMPLE_IDS = {str(row["id"]) for row in sample_rows()}
-
-
-@pytest.fixture(scope="module")
-def runner() -> CliRunner:
-    # The process's own BRAID_ settings must not leak in; the model runs on two CPU threads.
-    env: Mapping[str, str | None] = {k: None for k in os.environ if k.startswith("BRAID_")} | {
-        "BRAID_EMBEDDER__DEVICE": "cpu",
-        "BRAID_EMBEDDER__CPU_THREADS": str(TORCH_THREADS),
-    }
-    return CliRunner(env=env)
-
-
-def braid(runner: CliRunner, *args: str, stdin: bytes | None = None) -> Result:
-    return runner.invoke(app, list(args), input=stdin, catch_exceptions=False)
+SAMPLE_IDS = sample_ids()
 
 
 def json_out(result: Result) -> Any:
     return json.loads(result.stdout)
 
 
-@pytest.fixture(scope="module")
-def sample_dir(runner: CliRunner, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
-    """A data dir holding the sample corpus, and the JSON that ``braid ingest`` printed."""
-    data = tmp_path_factory.mktemp("cli") / "data"
-    result = braid(runner, "ingest", str(SAMPLE_PATH), "--json", "--data-dir", str(data))
-    assert result.exit_code == 0, result.stderr
-    return data, json_out(result)
-
-
-def test_ingest_prints_its_report_as_json(runner: CliRunner, sample_dir: tuple[Path, Any]) -> None:
-    data, report = sample_dir
+def test_ingest_prints_its_report_as_json(runner: CliRunner, sample_data: tuple[Path, Any]) -> None:
+    data, report = sample_data
     assert set(report) == INGEST_KEYS
     assert {k: report[k] for k in INGEST_KEYS - {"seconds"}} == {
         "documents": 12,
@@ -109,9 +84,9 @@ def test_malformed_line_exits_1_naming_file_and_line(runner: CliRunner, tmp_path
     ],
 )
 def test_search_json_top_hit(
-    runner: CliRunner, sample_dir: tuple[Path, Any], query: str, top: str
+    runner: CliRunner, sample_data: tuple[Path, Any], query: str, top: str
 ) -> None:
-    data, _ = sample_dir
+    data, _ = sample_data
     result = braid(runner, "search", query, "--json", "--no-rerank", "--data-dir", str(data))
     assert result.exit_code == 0, result.stderr
     response = json_out(result)
@@ -128,8 +103,8 @@ def test_search_json_top_hit(
     assert all(v >= 0 for v in response["timings_ms"].values())
 
 
-def test_search_fuses_exactly_and_filters(runner: CliRunner, sample_dir: tuple[Path, Any]) -> None:
-    data = str(sample_dir[0])
+def test_search_fuses_exactly_and_filters(runner: CliRunner, sample_data: tuple[Path, Any]) -> None:
+    data = str(sample_data[0])
     # Only sourdough mentions yeast, bread or fermentation, so BM25 has one hit; the dense
     # side ranks sourdough then espresso.
     bm25 = json_out(
@@ -237,7 +212,7 @@ def test_second_process_is_told_the_data_dir_is_in_use(runner: CliRunner, tmp_pa
     data = tmp_path / "data"
     with DataDirLock(data, role="braid ingest"):
         proc = subprocess.run(
-            [*braid_command(), "ingest", str(SAMPLE_PATH), "--json", "--data-dir", str(data)],
+            [*python_command(), "ingest", str(SAMPLE_PATH), "--json", "--data-dir", str(data)],
             env=cli_env(),
             capture_output=True,
             text=True,

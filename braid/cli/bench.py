@@ -1,0 +1,218 @@
+"""``braid bench ...``: figures printed (and as JSON), never asserted.
+
+The benchmarks themselves live in ``braid.eval.bench``; each command here runs one and prints
+its report, as JSON or as a table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from braid.cli.common import ExitCode, JsonOption, console, emit_json, load_settings, print_table
+
+bench_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+DEFAULT_CORPUS = Path("../shared/data/scifact")
+
+Report = dict[str, Any]
+Rows = list[Sequence[object]]
+
+
+@bench_app.command("query")
+def query(
+    docs: Annotated[
+        int, typer.Option("--docs", help="chunks in the benchmark index", min=100)
+    ] = 100_000,
+    queries: Annotated[int, typer.Option(help="queries per mode", min=10)] = 300,
+    real_vectors: Annotated[
+        int, typer.Option(help="passages embedded by the model; the rest get composed vectors")
+    ] = 32_768,
+    corpus: Annotated[
+        Path, typer.Option(help="BEIR folder scaled up into the index")
+    ] = DEFAULT_CORPUS,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="root for the cached benchmark index")
+    ] = None,
+    peer: Annotated[bool, typer.Option(help="also time Qdrant Edge's own fused RRF query")] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Per-stage latency (p50/p95) for bm25, dense, hybrid and hybrid+filter on N chunks."""
+    from braid.eval.bench.query import run_query_bench
+
+    base = load_settings(data_dir)
+    settings = base.model_copy(update={"data_dir": base.data_dir / f"bench-query-{docs}"})
+    console.print(f"benchmark index: {settings.data_dir} (built once, then reused)")
+    report = run_query_bench(settings, corpus, docs, queries, real_vectors, with_peer=peer)
+    _emit(report, as_json, _query_table)
+
+
+@bench_app.command("ingest")
+def ingest(
+    corpus: Annotated[Path, typer.Option(help="BEIR folder to ingest")] = DEFAULT_CORPUS,
+    limit: Annotated[int | None, typer.Option(help="only the first N documents")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="root for the throw-away index")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Ingest throughput vs raw model.encode on the same chunks, in one run."""
+    from braid.eval.bench.ingest import run_ingest_bench
+
+    report = run_ingest_bench(load_settings(data_dir), corpus, limit, batch_size)
+    _emit(report, as_json, _ingest_table)
+
+
+@bench_app.command("api")
+def api(
+    clients: Annotated[int, typer.Option(min=1, max=64, help="concurrent client threads")] = 8,
+    seconds: Annotated[float, typer.Option(min=1, max=600, help="how long the load runs")] = 20.0,
+    upsert_share: Annotated[
+        float, typer.Option(min=0, max=1, help="share of requests that upsert")
+    ] = 0.1,
+    preload: Annotated[int, typer.Option(min=1, help="documents indexed before the load")] = 1000,
+    corpus: Annotated[
+        Path, typer.Option(help="BEIR folder for documents and queries")
+    ] = DEFAULT_CORPUS,
+    as_json: JsonOption = False,
+) -> None:
+    """Loopback load test of a real `braid serve`: QPS, p50/p95/p99, errors, lost documents."""
+    from braid.eval.bench.api import run_api_bench
+
+    report = run_api_bench(load_settings(), corpus, preload, clients, seconds, upsert_share)
+    _emit(report, as_json, _api_table)
+    if report["errors"] or report["lost_documents"]:
+        raise typer.Exit(ExitCode.FAILED)
+
+
+@bench_app.command("sparse")
+def sparse(
+    chunks: Annotated[
+        int, typer.Option("--chunks", help="chunks in each BM25 index", min=100)
+    ] = 1_000_000,
+    queries: Annotated[
+        int, typer.Option(help="queries, each unfiltered and filtered", min=10)
+    ] = 300,
+    corpus: Annotated[
+        Path, typer.Option(help="BEIR folder scaled up into the index")
+    ] = DEFAULT_CORPUS,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="root for the cached benchmark indexes")
+    ] = None,
+    rebuild: Annotated[bool, typer.Option(help="build the indexes again")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Tantivy vs Qdrant Edge sparse BM25 on N chunks: build rate, disk, memory, p50/p95/p99."""
+    from braid.eval.bench.sparse import run_sparse_bench
+
+    root = load_settings(data_dir).data_dir
+    console.print(f"benchmark indexes under {root} (built once, then reused)")
+    report = run_sparse_bench(root, corpus, chunks, queries, rebuild)
+    _emit(report, as_json, _sparse_table)
+
+
+Table = tuple[str, Sequence[str], Rows]
+
+
+def _emit(report: Report, as_json: bool, table: Callable[[Report], Table]) -> None:
+    if as_json:
+        emit_json(report)
+    else:
+        title, columns, rows = table(report)
+        print_table(title, columns, rows)
+
+
+def _query_table(report: Report) -> Table:
+    title = f"query latency, {report['chunks']:,} chunks, {report['queries']} queries (ms)"
+    columns = ("mode", "embed p50", "dense p50", "sparse p50", "total p50", "total p95", "overhead")
+    rows: Rows = []
+    for name, stats in report["modes"].items():
+        p50, p95 = stats["p50"], stats["p95"]
+        rows.append(
+            (
+                name,
+                f"{p50.get('embed', 0):.2f}",
+                f"{p50.get('dense', 0):.2f}",
+                f"{p50.get('sparse', 0):.2f}",
+                f"{p50['total']:.2f}",
+                f"{p95['total']:.2f}",
+                f"{stats['overhead_ratio_p50']:.2f}x",
+            )
+        )
+    if "peer_qdrant_edge_fused_rrf" in report:
+        peer = report["peer_qdrant_edge_fused_rrf"]
+        rows.append(
+            (
+                "peer: Edge fused RRF",
+                f"{peer['p50']['embed']:.2f}",
+                "",
+                "",
+                f"{peer['p50']['total']:.2f}",
+                f"{peer['p95']['total']:.2f}",
+                "",
+            )
+        )
+    return title, columns, rows
+
+
+def _sparse_table(report: Report) -> Table:
+    title = (
+        f"BM25 stores, {report['chunks']:,} chunks, {report['queries']} queries, "
+        f"depth {report['depth']} (ms)"
+    )
+    columns = (
+        "store",
+        "p50",
+        "p95",
+        "p50 filtered",
+        "p95 filtered",
+        "disk MiB",
+        "store RSS MiB",
+        "build chunks/s",
+    )
+    rows: Rows = []
+    for name, entry in report["backends"].items():
+        p50, p95 = entry["latency_ms"]["p50"], entry["latency_ms"]["p95"]
+        build = entry.get("build", {})
+        rows.append(
+            (
+                name,
+                f"{p50['bm25']:.2f}",
+                f"{p95['bm25']:.2f}",
+                f"{p50['bm25+filter']:.2f}",
+                f"{p95['bm25+filter']:.2f}",
+                f"{entry['disk_mib']:.0f}",
+                f"{entry['store_rss_mib']:.0f}",
+                f"{build['chunks_per_s']:.0f}" if build else "cached",
+            )
+        )
+    return title, columns, rows
+
+
+def _api_table(report: Report) -> Table:
+    title = f"API load: {report['clients']} clients, {report['seconds']} s, {report['qps']} req/s"
+    columns = ("requests", "count", "req/s", "p50 ms", "p95 ms", "p99 ms")
+    search, upsert = report["search"], report["upsert"]
+    rows: Rows = [
+        ("search", search["count"], search["qps"], *search["latency_ms"].values()),
+        ("upsert (accept)", upsert["count"], "", *upsert["latency_ms"].values()),
+        ("errors / lost documents", f"{report['errors']} / {report['lost_documents']}"),
+    ]
+    return title, columns, rows
+
+
+def _ingest_table(report: Report) -> Table:
+    title = f"ingest throughput: {report['documents']:,} docs, {report['chunks']:,} chunks"
+    rows: Rows = [
+        (
+            "braid ingest (read, chunk, embed, write)",
+            f"{report['ingest']['docs_per_s']:.1f}",
+            f"{report['ingest']['chunks_per_s']:.1f}",
+        ),
+        ("raw model.encode, same chunks", "", f"{report['raw_encode']['chunks_per_s']:.1f}"),
+        ("ratio ingest / raw", "", f"{report['ratio']:.3f}"),
+    ]
+    return title, ("what", "docs/s", "chunks/s"), rows
