@@ -1,23 +1,34 @@
-"""Shared fixtures: the real MiniLM embedder (loaded once) and the hand-written sample corpus."""
+"""Shared fixtures: the real MiniLM embedder (loaded once) and the hand-written sample corpus.
+
+Nothing here imports torch or loads a model at collection: the embedder is imported and loaded
+by the first test that asks for it, so collecting (or running) a test that needs no model
+costs no model.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import pytest
-import torch
 
-from braid.engine.embedder import SentenceTransformerEmbedder
 from braid.engine.metadata import validate_metadata
 from braid.engine.models import Chunk
 from braid.engine.sparse.analysis import bm25_text
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from braid.engine.embedder import SentenceTransformerEmbedder
+
 # Two cores on the CI machines: more torch threads only contend with Qdrant and Tantivy.
+# Through the environment, so that torch reads it whenever (and wherever) it is imported.
 TORCH_THREADS = 2
-torch.set_num_threads(TORCH_THREADS)
+os.environ.setdefault("OMP_NUM_THREADS", str(TORCH_THREADS))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 TESTS_DIR = Path(__file__).parent
 SAMPLE_PATH = TESTS_DIR / "data" / "sample.jsonl"
@@ -51,6 +62,8 @@ def doc_to_chunk(doc: dict[str, object]) -> Chunk:
 @pytest.fixture(scope="session")
 def embedder() -> Iterator[SentenceTransformerEmbedder]:
     """all-MiniLM-L6-v2 from the bundled copy, on the CPU, loaded once per session."""
+    from braid.engine.embedder import SentenceTransformerEmbedder
+
     yield SentenceTransformerEmbedder(device="cpu", cpu_threads=TORCH_THREADS)
 
 

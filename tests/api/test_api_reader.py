@@ -43,9 +43,8 @@ from braid.engine.models import Chunk
 from braid.engine.searcher import HybridSearcher
 from braid.engine.sparse.following import FollowingSparseStore
 from braid.engine.sparse.tantivy_store import TantivySparseStore
+from braid.ingestion.jobs import JOBS_FILE, WORKER_ROLE, IngestWorker, JobQueue
 from braid.ingestion.service import Workspace, open_workspace
-from braid.ingestion.worker import JOBS_FILE, IngestWorker, JobQueue
-from braid.ingestion.worker_process import WORKER_ROLE
 
 
 def chunk(doc_id: str, text: str) -> Chunk:
@@ -329,6 +328,7 @@ def get_status(client: httpx.Client, path: str) -> int | None:
         return None
 
 
+@pytest.mark.slow  # two uvicorn reader processes, each loading the model
 def test_serve_runs_reader_workers(tmp_path: Path) -> None:
     """Two reader processes answer on one port without taking the data dir's lock.
 

@@ -11,13 +11,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import running_app
-from sentence_transformers import CrossEncoder
+from model_helpers import cross_encoder_predict, save_seeded_cross_encoder
 from starlette.testclient import TestClient
 
 from braid.engine.config import Settings
-from braid.engine.embedder import resolve_model_path
 
 QUERY = "ranking documents"
 FILTER = {"source": "docs"}
@@ -25,12 +23,7 @@ FILTER = {"source": "docs"}
 
 @pytest.fixture(scope="module")
 def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("cross-encoder")
-    torch.manual_seed(0)
-    CrossEncoder(resolve_model_path("all-MiniLM-L6-v2"), num_labels=1, device="cpu").save(
-        str(folder)
-    )
-    return folder
+    return save_seeded_cross_encoder(tmp_path_factory.mktemp("cross-encoder"))
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +57,8 @@ def test_rerank_scores_are_the_cross_encoders(
     scores = [h["score"] for h in hits]
     assert scores == sorted(scores, reverse=True)
     by_id = {str(d["id"]): d for d in sample_docs}
-    model = CrossEncoder(str(cross_encoder_dir), device="cpu")
     pairs = [(QUERY, f"{by_id[h['doc_id']]['title']}\n{by_id[h['doc_id']]['text']}") for h in hits]
-    expected = [float(s) for s in model.predict(pairs)]
+    expected = cross_encoder_predict(cross_encoder_dir, pairs)
     assert scores == pytest.approx(expected, abs=1e-5)
     # The five 'docs' documents are all there, whatever order the untrained head gives.
     assert sorted(h["doc_id"] for h in hits) == [

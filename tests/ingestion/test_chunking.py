@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
 import pytest
 
-from braid.engine.embedder import SentenceTransformerEmbedder
 from braid.engine.errors import ConfigError
 from braid.engine.models import Chunk
 from braid.ingestion.chunking import ChunkingPolicy, TokenChunker
 from braid.ingestion.documents import SourceDocument
+
+if TYPE_CHECKING:
+    from braid.engine.embedder import SentenceTransformerEmbedder
 
 PASSAGE_PREFIX = "passage: "  # E5's passage prefix: two tokens before every chunk
 # A prefix long enough to crowd a long title (instruction-style models use such prefixes).

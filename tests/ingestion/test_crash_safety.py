@@ -17,8 +17,9 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import pytest
 import qdrant_edge as qe
 from ingest_helpers import (
     WorkspaceOpener,
@@ -30,12 +31,14 @@ from ingest_helpers import (
 )
 
 from braid.engine.dense.edge import QdrantEdgeDenseStore
-from braid.engine.embedder import SentenceTransformerEmbedder
 from braid.engine.searcher import HybridSearcher
 from braid.engine.sparse.tantivy_store import TantivySparseStore
 from braid.ingestion.chunking import ChunkingPolicy, TokenChunker
 from braid.ingestion.documents import SourceDocument
 from braid.ingestion.ledger import LEDGER_FILE, Ledger
+
+if TYPE_CHECKING:
+    from braid.engine.embedder import SentenceTransformerEmbedder
 
 POLICY = ChunkingPolicy(max_tokens=64, overlap_tokens=8)  # two or three chunks per document
 CLI_ENV = cli_env(BRAID_CHUNKING__MAX_TOKENS="64", BRAID_CHUNKING__OVERLAP_TOKENS="8")
@@ -113,6 +116,7 @@ def dense_points(dense_dir: Path) -> list[tuple[str, dict[str, Any]]]:
         shard.close()
 
 
+@pytest.mark.slow  # subprocesses killed and restarted: half a minute
 def test_sigkill_during_ingest_then_restart_leaves_stores_in_agreement(
     embedder: SentenceTransformerEmbedder,
     scifact_docs: list[SourceDocument],

@@ -1,7 +1,7 @@
 """``braid worker`` for real: a second process that owns the data dir and runs queued jobs.
 
-The jobs are submitted from this process straight into the shared SQLite queue, as a reader
-API server would; the worker finds them by polling. The stores are checked after it stops.
+The jobs are submitted from this process through a ``JobService`` without a worker, into the
+shared SQLite queue, as a reader API server does; the worker finds them by polling. The stores are checked after it stops.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from ingest_helpers import (
     WorkspaceOpener,
     assert_stores_agree,
@@ -23,9 +24,8 @@ from ingest_helpers import (
 
 from braid.engine.locking import OWNER_FILE, read_owner
 from braid.ingestion.documents import SourceDocument
+from braid.ingestion.jobs import JOBS_FILE, WORKER_ROLE, Job, JobQueue, JobService
 from braid.ingestion.readers import record_to_document
-from braid.ingestion.worker import JOBS_FILE, Job, JobQueue
-from braid.ingestion.worker_process import WORKER_ROLE
 
 
 def sample_documents() -> list[SourceDocument]:
@@ -37,10 +37,12 @@ def sample_documents() -> list[SourceDocument]:
     return documents
 
 
-def wait_finished(queue: JobQueue, job_id: str, process: subprocess.Popen[bytes], log: Path) -> Job:
+def wait_finished(
+    jobs: JobService, job_id: str, process: subprocess.Popen[bytes], log: Path
+) -> Job:
     deadline = time.monotonic() + 300
     while True:
-        job = queue.get(job_id)
+        job = jobs.wait(job_id, timeout_s=0.1)
         if job.finished:
             return job
         assert process.poll() is None, log.read_text()
@@ -48,12 +50,13 @@ def wait_finished(queue: JobQueue, job_id: str, process: subprocess.Popen[bytes]
         time.sleep(0.1)
 
 
+@pytest.mark.slow  # a braid worker subprocess loading the model
 def test_worker_runs_jobs_submitted_by_another_process(
     tmp_path: Path, open_ws: WorkspaceOpener
 ) -> None:
     data_dir = tmp_path / "data"
-    queue = JobQueue(data_dir / JOBS_FILE)
-    upsert = queue.submit_upsert(sample_documents())  # queued before the worker starts
+    jobs = JobService(JobQueue(data_dir / JOBS_FILE))
+    upsert = jobs.submit_upsert(sample_documents())  # queued before the worker starts
     log = tmp_path / "worker.log"
     with log.open("wb") as err:
         process = subprocess.Popen(
@@ -63,7 +66,7 @@ def test_worker_runs_jobs_submitted_by_another_process(
             stderr=err,
         )
     try:
-        done = wait_finished(queue, upsert.id, process, log)
+        done = wait_finished(jobs, upsert.id, process, log)
         assert done.state == "done", done
         assert done.result is not None and done.result["documents"] == 12
         owner = read_owner(data_dir) or {}
@@ -81,8 +84,8 @@ def test_worker_runs_jobs_submitted_by_another_process(
         assert f"in use by {WORKER_ROLE} (pid {process.pid})" in " ".join(second.stderr.split())
 
         # Submitted while the worker idles: found by its next poll of the queue.
-        delete = queue.submit_delete(["sourdough", "no-such-doc"])
-        deleted = wait_finished(queue, delete.id, process, log)
+        delete = jobs.submit_delete(["sourdough", "no-such-doc"])
+        deleted = wait_finished(jobs, delete.id, process, log)
         assert deleted.result == {"deleted": ["sourdough"], "not_found": ["no-such-doc"]}
     finally:
         if process.poll() is None:
@@ -95,7 +98,7 @@ def test_worker_runs_jobs_submitted_by_another_process(
     assert f"job {delete.id} delete (2 items) done" in text
     assert "SIGTERM" in text
     assert not (data_dir / OWNER_FILE).exists()  # the lock was released
-    queue.close()
+    jobs.close()
 
     # What the worker wrote, read back by the next owner.
     expected = {str(row["id"]) for row in sample_rows()} - {"sourdough"}
