@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol, TypeVar
 
 import typer
 from rich.console import Console
@@ -99,6 +99,34 @@ def parse_filter_option(
         return raw, parse_filter(raw)
     except BraidError as exc:
         raise fail(f"{option}: {exc}", ExitCode.USAGE) from exc
+
+
+@contextmanager
+def exit_on_error(code: int = ExitCode.FAILED) -> Iterator[None]:
+    """Inside, a ``BraidError`` becomes ``error: <its message>`` and exit ``code``."""
+    from braid.engine.errors import BraidError
+
+    try:
+        yield
+    except BraidError as exc:
+        raise fail(str(exc), code) from exc
+
+
+class Report(Protocol):
+    """A library result that a command prints: ``as_dict()`` is its ``--json`` document."""
+
+    def as_dict(self) -> Mapping[str, object]: ...
+
+
+ReportT = TypeVar("ReportT", bound=Report)
+
+
+def show(report: ReportT, as_json: bool, print_human: Callable[[ReportT], None]) -> None:
+    """``--json``: the report's document on stdout; otherwise its human form."""
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        print_human(report)
 
 
 def emit_json(payload: object) -> None:

@@ -21,10 +21,12 @@ from braid.cli.common import (
     ProfileOption,
     console,
     emit_json,
+    exit_on_error,
     fail,
     load_settings,
     out,
     progress,
+    show,
 )
 from braid.cli.eval_output import print_compare, print_perturb, print_run, print_sweep
 from braid.engine.errors import BraidError
@@ -68,11 +70,9 @@ def read_split(dataset: str, datasets: Path | None, split: str) -> tuple[Path, D
     """The dataset's folder and one split of it; exit 2 when either cannot be read."""
     from braid.eval.datasets import load_dataset, resolve_dataset
 
-    try:
+    with exit_on_error(ExitCode.USAGE):
         folder = resolve_dataset(dataset, datasets)
         return folder, load_dataset(folder, split)
-    except BraidError as exc:
-        raise fail(str(exc), ExitCode.USAGE) from exc
 
 
 # -- braid eval run -------------------------------------------------------------------------
@@ -111,13 +111,11 @@ def run_command(
     profile_name = profile or Settings(data_dir=settings.data_dir).profile
     folder, data = read_split(dataset, datasets, split)
     data = limit_queries(data, limit)
-    try:
+    with exit_on_error(ExitCode.USAGE):
         modes = choose_modes(mode or [], settings)
-    except BraidError as exc:
-        raise fail(str(exc), ExitCode.USAGE) from exc
     if not mode and "hybrid+rerank" not in modes:
         console.print("[dim]hybrid+rerank skipped: no reranker configured (--reranker)[/]")
-    try:
+    with exit_on_error():
         report = run_evaluation(
             folder,
             data,
@@ -130,12 +128,7 @@ def run_command(
             save_as=result_name(data.split, profile_name, reranker, limit) if save else None,
             progress=stage_progress(as_json),
         )
-    except BraidError as exc:
-        raise fail(str(exc)) from exc
-    if as_json:
-        emit_json(report.as_dict())
-    else:
-        print_run(report)
+    show(report, as_json, print_run)
 
 
 # -- braid eval sweep -----------------------------------------------------------------------
@@ -163,13 +156,11 @@ def sweep_command(
     from braid.eval.evaluation import limit_queries
     from braid.eval.tuning import SweepGrid, check_splits, tune_fusion
 
-    try:
+    with exit_on_error(ExitCode.USAGE):
         check_splits(train_split, test_split)
-    except BraidError as exc:
-        raise fail(str(exc), ExitCode.USAGE) from exc
     settings = load_settings(data_dir)
     folder, train = read_split(dataset, datasets, train_split)
-    try:
+    with exit_on_error():
         report = tune_fusion(
             folder,
             limit_queries(train, limit),
@@ -181,12 +172,7 @@ def sweep_command(
             index_dir=index_dir,
             progress=stage_progress(as_json),
         )
-    except BraidError as exc:
-        raise fail(str(exc)) from exc
-    if as_json:
-        emit_json(report.as_dict())
-    else:
-        print_sweep(report)
+    show(report, as_json, print_sweep)
 
 
 # -- braid eval report ----------------------------------------------------------------------
@@ -272,10 +258,7 @@ def perturb_command(
         )
     except (BraidError, ValueError) as exc:
         raise fail(str(exc)) from exc
-    if as_json:
-        emit_json(report.as_dict())
-    else:
-        print_perturb(report)
+    show(report, as_json, print_perturb)
 
 
 # -- braid eval compare ---------------------------------------------------------------------
@@ -319,11 +302,9 @@ def compare_command(
         with_reranker(with_embedding_model(load_settings(data_dir, profile=prof), model), rr)
         for prof, model, rr in ((profile_a, model_a, reranker_a), (profile_b, model_b, reranker_b))
     )
-    try:
+    with exit_on_error(ExitCode.USAGE):
         sides = shadow_sides(folder, a, b, index_a=index_a, index_b=index_b)
-    except BraidError as exc:
-        raise fail(str(exc), ExitCode.USAGE) from exc
-    try:
+    with exit_on_error():
         report = compare_configs(
             folder,
             limit_queries(data, limit),
@@ -332,9 +313,4 @@ def compare_command(
             k=k,
             progress=stage_progress(as_json),
         )
-    except BraidError as exc:
-        raise fail(str(exc)) from exc
-    if as_json:
-        emit_json(report.as_dict())
-    else:
-        print_compare(report)
+    show(report, as_json, print_compare)

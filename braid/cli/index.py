@@ -18,11 +18,13 @@ from braid.cli.common import (
     JsonOption,
     console,
     emit_json,
+    exit_on_error,
     fail,
     load_settings,
     owned_workspace,
     parse_filter_option,
     print_fields,
+    show,
 )
 from braid.engine.errors import BraidError
 
@@ -76,7 +78,7 @@ def ingest(
             console.print(f"{settings.data_dir} is served by {api}: sending the documents there")
         except BraidError as exc:
             raise fail(str(exc)) from exc
-    try:
+    with exit_on_error():
         if workspace is None:
             key = api_key or os.environ.get("BRAID_API_KEY")
             report = _run_ingest(
@@ -87,12 +89,7 @@ def ingest(
                 report = _run_ingest(workspace.pipeline, paths, strict, as_json)
             finally:
                 workspace.close()
-    except BraidError as exc:
-        raise fail(str(exc)) from exc
-    if as_json:
-        emit_json(report.as_dict())
-    else:
-        _print_report(report)
+    show(report, as_json, _print_report)
     if report.errors:
         raise typer.Exit(ExitCode.FAILED)
 

@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from braid.cli.common import DataDirOption, ExitCode, console, fail, load_settings
-from braid.engine.errors import BraidError
+from braid.cli.common import DataDirOption, ExitCode, console, exit_on_error, fail, load_settings
 
 if TYPE_CHECKING:
     from braid.engine.config import Settings
@@ -74,7 +73,7 @@ def serve(
     from braid.api.main import create_app
     from braid.api.runtime import SERVER_ROLE
 
-    try:
+    with exit_on_error():
         if not reader:
             # Say who owns the data dir before uvicorn starts (the lifespan checks again).
             # A reader takes no lock, not even for a moment: the worker owns the data dir.
@@ -82,8 +81,6 @@ def serve(
             probe.acquire()
             probe.release()
         app = create_app(settings)
-    except BraidError as exc:
-        raise fail(str(exc)) from exc
     config = uvicorn.Config(
         app,
         host=settings.api.host,

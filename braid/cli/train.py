@@ -14,12 +14,11 @@ from braid.cli.common import (
     ExitCode,
     JsonOption,
     emit_json,
-    fail,
+    exit_on_error,
     load_settings,
     out,
 )
 from braid.cli.eval import DatasetsOption, IndexDirOption, read_split, stage_progress
-from braid.engine.errors import BraidError
 
 if TYPE_CHECKING:
     from braid.eval.finetune import TrainingRecord
@@ -83,12 +82,10 @@ def train_reranker_command(
         gate_rerank_depth=gate_depth,
         head_lr_scale=head_lr_scale,
     )
-    try:
+    with exit_on_error(ExitCode.USAGE):
         device = resolve_device(settings.reranker.device)
         plan = plan_training(labelled, config, settings.data_dir)
-    except BraidError as exc:
-        raise fail(str(exc), ExitCode.USAGE) from exc
-    try:
+    with exit_on_error():
         record = train_and_gate(
             plan,
             folder,
@@ -98,8 +95,6 @@ def train_reranker_command(
             index_dir=index_dir,
             progress=stage_progress(as_json),
         )
-    except BraidError as exc:
-        raise fail(str(exc)) from exc
     if as_json:
         emit_json(record.summary())
     else:

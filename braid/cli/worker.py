@@ -7,8 +7,13 @@ from typing import Annotated
 
 import typer
 
-from braid.cli.common import DataDirOption, JsonOption, emit_json, fail, load_settings
-from braid.engine.errors import BraidError
+from braid.cli.common import (
+    DataDirOption,
+    JsonOption,
+    emit_json,
+    exit_on_error,
+    load_settings,
+)
 
 
 def worker(
@@ -55,7 +60,7 @@ def worker(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
-    try:
+    with exit_on_error():
         status = run_worker(
             settings,
             stop,
@@ -63,8 +68,6 @@ def worker(
             on_started=lambda: log.info("ready (pid %d)", os.getpid()),
             on_finished=on_finished,
         )
-    except BraidError as exc:
-        raise fail(str(exc)) from exc
     log.info("stopped: %d jobs done, %d failed", status.jobs_done, status.jobs_failed)
     if as_json:
         emit_json(
