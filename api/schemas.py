@@ -21,6 +21,7 @@ from pydantic import (
     StrictStr,
 )
 
+from braid.engine.fusion import FusionMethod
 from braid.engine.models import Hit, ModelInfo, SearchResponse
 from braid.engine.searcher import MAX_CANDIDATES, MAX_TOP_K
 from braid.ingestion.jobs import Job, JobQueue, WorkerStatus
@@ -83,10 +84,14 @@ class SearchRequest(_Strict):
     weights: Weights | None = Field(
         default=None, description="fusion weights; default from the server's settings"
     )
-    fusion: Literal["rrf", "convex"] | None = Field(
+    fusion: FusionMethod | None = Field(
         default=None,
-        description="rrf: weighted reciprocal rank fusion; convex: min-max normalised "
-        "weighted sum of scores; default from the server's settings",
+        description="rrf: weighted reciprocal rank fusion, w / (k + rank); convex: weighted sum "
+        "of min-max normalised scores; dbsf: Qdrant's distribution-based score fusion, each "
+        "list's scores mapped linearly so that mean - 3 sd is 0 and mean + 3 sd is 1 (not "
+        "clipped, as in Qdrant), weighted sum; zscore: weighted sum of (score - mean) / sd, a "
+        "hit missing from a list taking its lowest z; default from the server's settings",
+        examples=["rrf", "dbsf"],
     )
     rrf_k: float | None = Field(
         default=None,

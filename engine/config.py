@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from braid.engine.fusion import RRF_K
+from braid.engine.fusion import RRF_K, FusionMethod
 from braid.engine.models import DEFAULT_MODEL
 
 
@@ -104,7 +104,10 @@ class ChunkingSettings(BaseModel):
 
 
 class FusionSettings(BaseModel):
-    method: Literal["rrf", "convex"] = "rrf"
+    method: FusionMethod = Field(
+        default="rrf",
+        description="rrf, convex (min-max), dbsf (Qdrant's distribution-based) or zscore",
+    )
     rrf_k: float = Field(default=RRF_K, gt=0)
     weights: dict[str, float] = Field(default_factory=lambda: {"bm25": 1.0, "dense": 1.0})
     candidates: int = Field(default=100, ge=1, le=10_000, description="hits per retriever")

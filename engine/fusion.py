@@ -1,12 +1,61 @@
-"""Rank fusion: weighted reciprocal rank fusion, and a score-based convex combination."""
+"""Fusion of ranked lists: weighted RRF, and three score fusions (min-max, DBSF, z-score).
+
+Every method takes each retriever's hits best first (``{name: [ScoredPoint, ...]}``) and
+per-retriever weights (missing: 1.0), and returns fused hits best first. Each hit keeps
+every retriever's rank and raw score under the retriever's name and its fused rank and score
+under the method's name (``"rrf"``, ``"convex"``, ``"dbsf"``, ``"zscore"``). Ties go to the
+hit with the better best rank, then to the smaller point id, so the order is deterministic.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Literal, get_args
 
 from braid.engine.models import Hit, ScoredPoint, StageScore
 
 RRF_K = 60  # Cormack, Clarke & Buettcher 2009; ranks are 1-based, so rank 1 adds w / 61.
+DBSF_SIGMAS = 3.0  # Qdrant's distribution-based score fusion: mean +- 3 sample sd is [0, 1].
+
+FusionMethod = Literal["rrf", "convex", "dbsf", "zscore"]
+FUSION_METHODS: tuple[FusionMethod, ...] = get_args(FusionMethod)
+
+# One leg's raw scores (best first, at least one) -> their normalised values, and the value
+# a hit absent from that leg gets from it.
+_Normalise = Callable[[Sequence[float]], list[float]]
+_Missing = Callable[[Sequence[float]], float]
+
+
+def fuse(
+    method: FusionMethod,
+    rankings: Mapping[str, Sequence[ScoredPoint]],
+    weights: Mapping[str, float] | None = None,
+    k: float = RRF_K,
+) -> list[Hit]:
+    """Fuse with the named method: the one dispatch the searcher, settings and API share.
+
+    Args:
+        method: ``rrf``, ``convex`` (min-max), ``dbsf`` or ``zscore``.
+        rankings: each retriever's hits, best first.
+        weights: per-retriever weight (missing: 1.0).
+        k: the RRF constant (used by ``rrf`` only).
+
+    Returns:
+        Fused hits, best first, with the explanation described in the module docstring.
+
+    Raises:
+        ValueError: ``method`` is not one of ``FUSION_METHODS``.
+    """
+    if method == "rrf":
+        return weighted_rrf(rankings, weights, k)
+    if method == "convex":
+        return convex_fusion(rankings, weights)
+    if method == "dbsf":
+        return dbsf_fusion(rankings, weights)
+    if method == "zscore":
+        return zscore_fusion(rankings, weights)
+    raise ValueError(f"fusion method must be one of {FUSION_METHODS}, got {method!r}")
 
 
 def weighted_rrf(
@@ -44,28 +93,68 @@ def convex_fusion(
     rankings: Mapping[str, Sequence[ScoredPoint]],
     weights: Mapping[str, float] | None = None,
 ) -> list[Hit]:
-    """Fuse by a weighted sum of min-max normalised scores (Bruch et al. 2023).
+    """Fuse by ``sum_i w_i * (s_i - min_i) / (max_i - min_i)`` (Bruch et al. 2023).
 
-    A hit missing from a retriever's list gets 0 from it (the bottom of its range).
-    Fused rank and score go under ``"convex"``.
+    A hit missing from a retriever's list gets 0 from it (the bottom of its range). A list
+    whose scores are all equal (one hit included) normalises every hit to 1: the list found
+    them and says nothing more. An empty list contributes nothing. Fused rank and score go
+    under ``"convex"``.
+
+    Args:
+        rankings: each retriever's hits, best first.
+        weights: per-retriever weight (missing: 1.0).
+
+    Returns:
+        Fused hits, best first.
     """
-    weights = weights or {}
-    hits: dict[str, Hit] = {}
-    for name, ranking in rankings.items():
-        if not ranking:
-            continue
-        weight = float(weights.get(name, 1.0))
-        scores = [p.score for p in ranking]
-        low, high = min(scores), max(scores)
-        span = high - low
-        for rank, point in enumerate(ranking, start=1):
-            normalised = (point.score - low) / span if span > 0 else 1.0
-            hit = hits.get(point.point_id)
-            if hit is None:
-                hit = hits[point.point_id] = Hit(point_id=point.point_id, score=0.0)
-            hit.score += weight * normalised
-            hit.stages[name] = StageScore(rank=rank, score=point.score)
-    return _ranked(hits.values(), "convex")
+    return _score_fusion(rankings, weights, _min_max, _zero, "convex")
+
+
+def dbsf_fusion(
+    rankings: Mapping[str, Sequence[ScoredPoint]],
+    weights: Mapping[str, float] | None = None,
+) -> list[Hit]:
+    """Qdrant's distribution-based score fusion, weighted: ``sum_i w_i * n_i``.
+
+    ``n_i = (s - (m - 3 sd)) / (6 sd)`` with ``m`` the mean and ``sd`` the sample standard
+    deviation (``n - 1``) of the list's scores, as in Qdrant's ``distr_norm``
+    (``lib/segment/src/common/score_fusion.rs``) and qdrant-client's local mode. Like
+    Qdrant, the result is not clipped: a score beyond 3 sd (possible from 11 hits on) maps
+    outside [0, 1]. A list with one hit, or whose scores are all equal, gives each hit 0.5;
+    a hit missing from a list gets 0 from it; an empty list contributes nothing. Fused rank
+    and score go under ``"dbsf"``.
+
+    Args:
+        rankings: each retriever's hits, best first (larger scores better).
+        weights: per-retriever weight (missing: 1.0), multiplying the normalised score.
+
+    Returns:
+        Fused hits, best first.
+    """
+    return _score_fusion(rankings, weights, _distribution, _zero, "dbsf")
+
+
+def zscore_fusion(
+    rankings: Mapping[str, Sequence[ScoredPoint]],
+    weights: Mapping[str, float] | None = None,
+) -> list[Hit]:
+    """Fuse by ``sum_i w_i * (s_i - m_i) / sd_i``, ``sd_i`` the population sd (as ranx's zmuv).
+
+    A hit missing from a list gets that list's minimum z, not 0: the list did not rank it
+    above its last hit, so its z is at most the last one's, and 0 (the list's mean) would
+    put an absent hit above every present hit in the list's lower half. The minimum is the
+    highest value consistent with that. A list with one hit, or whose scores are all equal,
+    gives every hit (and every absent one) z = 0, so it cannot separate them; an empty list
+    contributes nothing. Fused rank and score go under ``"zscore"``.
+
+    Args:
+        rankings: each retriever's hits, best first.
+        weights: per-retriever weight (missing: 1.0).
+
+    Returns:
+        Fused hits, best first.
+    """
+    return _score_fusion(rankings, weights, _standardise, _min_of_standardised, "zscore")
 
 
 def single(ranking: Sequence[ScoredPoint], name: str) -> list[Hit]:
@@ -74,6 +163,73 @@ def single(ranking: Sequence[ScoredPoint], name: str) -> list[Hit]:
         Hit(point_id=p.point_id, score=p.score, stages={name: StageScore(rank=r, score=p.score)})
         for r, p in enumerate(ranking, start=1)
     ]
+
+
+def _score_fusion(
+    rankings: Mapping[str, Sequence[ScoredPoint]],
+    weights: Mapping[str, float] | None,
+    normalise: _Normalise,
+    missing: _Missing,
+    stage: str,
+) -> list[Hit]:
+    weights = weights or {}
+    hits: dict[str, Hit] = {}
+    legs: list[tuple[float, dict[str, float], float]] = []
+    for name, ranking in rankings.items():
+        if not ranking:
+            continue
+        scores = [p.score for p in ranking]
+        values = normalise(scores)
+        by_id: dict[str, float] = {}
+        for rank, (point, value) in enumerate(zip(ranking, values, strict=True), start=1):
+            by_id[point.point_id] = value
+            hit = hits.get(point.point_id)
+            if hit is None:
+                hit = hits[point.point_id] = Hit(point_id=point.point_id, score=0.0)
+            hit.stages[name] = StageScore(rank=rank, score=point.score)
+        legs.append((float(weights.get(name, 1.0)), by_id, missing(values)))
+    for point_id, hit in hits.items():
+        # Summed in the rankings' order for every hit, so equal inputs give equal floats.
+        hit.score = sum(w * by_id.get(point_id, absent) for w, by_id, absent in legs)
+    return _ranked(hits.values(), stage)
+
+
+def _mean_sd(scores: Sequence[float], ddof: int) -> tuple[float, float]:
+    mean = math.fsum(scores) / len(scores)
+    variance = math.fsum((s - mean) ** 2 for s in scores) / (len(scores) - ddof)
+    return mean, math.sqrt(variance)
+
+
+def _min_max(scores: Sequence[float]) -> list[float]:
+    low, high = min(scores), max(scores)
+    if high == low:
+        return [1.0] * len(scores)
+    return [(s - low) / (high - low) for s in scores]
+
+
+def _distribution(scores: Sequence[float]) -> list[float]:
+    # All equal (one hit included): Qdrant's guard against a zero range gives 0.5. Tested on
+    # the scores themselves, since a float mean of equal values need not equal them exactly.
+    if max(scores) == min(scores):
+        return [0.5] * len(scores)
+    mean, sd = _mean_sd(scores, ddof=1)
+    low, high = mean - DBSF_SIGMAS * sd, mean + DBSF_SIGMAS * sd
+    return [(s - low) / (high - low) for s in scores]
+
+
+def _standardise(scores: Sequence[float]) -> list[float]:
+    if max(scores) == min(scores):
+        return [0.0] * len(scores)
+    mean, sd = _mean_sd(scores, ddof=0)
+    return [(s - mean) / sd for s in scores]
+
+
+def _zero(values: Sequence[float]) -> float:  # noqa: ARG001  # the _Missing signature
+    return 0.0
+
+
+def _min_of_standardised(values: Sequence[float]) -> float:
+    return min(values)
 
 
 def _ranked(hits: Iterable[Hit], stage: str) -> list[Hit]:

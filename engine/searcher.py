@@ -6,15 +6,15 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import get_args
 
 from braid.engine.errors import InvalidRequestError
 from braid.engine.filters import FilterExpr, parse_filter
-from braid.engine.fusion import RRF_K, convex_fusion, single, weighted_rrf
+from braid.engine.fusion import FUSION_METHODS, RRF_K, fuse, single
+from braid.engine.fusion import FusionMethod as FusionMethod  # re-exported: eval imports it here
 from braid.engine.models import Hit, ScoredPoint, SearchMode, SearchResponse, StageScore
 from braid.engine.protocols import DenseStore, Embedder, Reranker, SparseStore
 
-FusionMethod = Literal["rrf", "convex"]
 MAX_TOP_K = 1000
 MAX_CANDIDATES = 10_000
 
@@ -79,7 +79,9 @@ class HybridSearcher:
             candidates: hits fetched from each retriever (at least ``top_k``).
             rerank: rerank with the cross-encoder (default: when one is configured).
             rerank_depth: fused hits that are reranked.
-            fusion: ``rrf`` or ``convex`` (min-max normalised weighted sum).
+            fusion: ``rrf`` (weighted reciprocal rank fusion), ``convex`` (weighted sum of
+                min-max normalised scores), ``dbsf`` (Qdrant's distribution-based score
+                fusion) or ``zscore`` (weighted sum of z-scores); see ``engine/fusion.py``.
 
         Returns:
             Hits best first with their chunks and per-stage ranks and scores, and timings in
@@ -97,7 +99,7 @@ class HybridSearcher:
             else parse_filter(dict(filter))
         )
         top_k, depth, use_rerank, rerank_n = self._check(
-            query, top_k, mode, weights, candidates, rerank, rerank_depth
+            query, top_k, mode, weights, candidates, rerank, rerank_depth, fusion
         )
         timings: dict[str, float] = {}
 
@@ -146,9 +148,12 @@ class HybridSearcher:
         candidates: int | None,
         rerank: bool | None,
         rerank_depth: int | None,
+        fusion: str | None,
     ) -> tuple[int, int, bool, int]:
         if mode not in get_args(SearchMode):
             raise InvalidRequestError(f"mode must be one of {get_args(SearchMode)}, got {mode!r}")
+        if fusion is not None and fusion not in FUSION_METHODS:
+            raise InvalidRequestError(f"fusion must be one of {FUSION_METHODS}, got {fusion!r}")
         if not query.strip():
             raise InvalidRequestError("query is empty")
         if not 1 <= top_k <= MAX_TOP_K:
@@ -189,9 +194,8 @@ class HybridSearcher:
             name = "bm25" if mode == "bm25" else "dense"
             return single(rankings[name], name)
         chosen = weights if weights is not None else self.defaults.weights
-        if (fusion or self.defaults.fusion) == "convex":
-            return convex_fusion(rankings, chosen)
-        return weighted_rrf(rankings, chosen, rrf_k if rrf_k is not None else self.defaults.rrf_k)
+        k = rrf_k if rrf_k is not None else self.defaults.rrf_k
+        return fuse(fusion or self.defaults.fusion, rankings, chosen, k)
 
     def _rerank(self, query: str, hits: list[Hit], depth: int) -> list[Hit]:
         assert self.reranker is not None  # checked by the caller (internal invariant)
