@@ -16,6 +16,7 @@ from braid.eval.anchors import GOALS, anchors_for, headline_anchor
 from braid.eval.datasets import Dataset
 from braid.eval.metrics import METRICS, PRIMARY, PerQuery, per_query, summarize
 from braid.eval.runs import (
+    PEER_MODES,
     SINGLE_MODES,
     Run,
     RunParams,
@@ -70,22 +71,33 @@ def best_single(results: Sequence[ModeResult], metric: str = PRIMARY) -> ModeRes
     return max(singles, key=lambda r: r.means[metric]) if singles else None
 
 
+def peer_result(results: Sequence[ModeResult]) -> ModeResult | None:
+    """The peer engine's run (``peer-qdrant``), when one was asked for."""
+    return next((r for r in results if r.mode in PEER_MODES), None)
+
+
 def significance(
     results: Sequence[ModeResult], metrics: Sequence[str] = SIGNIFICANCE_METRICS
 ) -> list[Comparison]:
-    """Every other mode against the best single retriever (by nDCG@10), Holm-corrected per metric
-    over that family of comparisons."""
-    baseline = best_single(results)
-    if baseline is None:
-        return []
+    """Every other mode (the peer included) against the best single retriever (by nDCG@10);
+    then, when a peer ran, every braid mode that fuses (not bm25 or dense alone) against the
+    peer. Each family is Holm-corrected per metric on its own."""
     out: list[Comparison] = []
-    for metric in metrics:
-        family = [
-            compare(r.mode, baseline.mode, metric, r.scores[metric], baseline.scores[metric])
-            for r in results
-            if r is not baseline
-        ]
-        out.extend(with_holm(family))
+    families = []
+    baseline = best_single(results)
+    if baseline is not None:
+        families.append((baseline, [r for r in results if r is not baseline]))
+    peer = peer_result(results)
+    if peer is not None:
+        fused = [r for r in results if r is not peer and r.mode not in SINGLE_MODES]
+        families.append((peer, fused))
+    for base, systems in families:
+        for metric in metrics:
+            family = [
+                compare(r.mode, base.mode, metric, r.scores[metric], base.scores[metric])
+                for r in systems
+            ]
+            out.extend(with_holm(family))
     return out
 
 
@@ -108,6 +120,12 @@ class RunReport:
     def baseline(self) -> str | None:
         best = best_single(self.results)
         return best.mode if best else None
+
+    @property
+    def peer(self) -> str | None:
+        """The peer's mode name, when the report has one (the second significance family)."""
+        peer = peer_result(self.results)
+        return peer.mode if peer else None
 
     def mode_entry(self, result: ModeResult) -> dict[str, object]:
         anchor = headline_anchor(self.dataset, result.mode)
@@ -142,6 +160,8 @@ class RunReport:
             "anchors": [a.as_dict() for a in anchors_for(self.dataset)],
             "goals": GOALS.get(self.dataset, {}),
         }
+        if self.peer is not None:  # absent when no peer ran: the default document is unchanged
+            document["peer"] = self.peer
         if self.result_file is not None:
             document["result_file"] = str(self.result_file)
         return document

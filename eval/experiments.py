@@ -9,6 +9,7 @@ report whose ``as_dict`` is the command's ``--json`` document.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,9 +18,10 @@ from braid.engine.errors import InvalidRequestError
 from braid.eval.datasets import Dataset
 from braid.eval.evaluation import RunReport, evaluate_mode, significance
 from braid.eval.indexes import default_index_dir, open_with_progress
+from braid.eval.peer import PeerShard, evaluate_peer, open_peer
 from braid.eval.progress import StageProgress, silent
 from braid.eval.robustness import Side, compare_sides, perturbation_study
-from braid.eval.runs import DEFAULT_DEPTH, DEFAULT_MODES, RunParams, split_mode
+from braid.eval.runs import DEFAULT_DEPTH, DEFAULT_MODES, PEER_MODES, RunParams, split_mode
 
 PERTURB_MODES: tuple[str, ...] = ("bm25", "dense", "hybrid")
 COMPARE_MODES: tuple[str, ...] = ("hybrid",)
@@ -53,13 +55,15 @@ def choose_modes(asked: Sequence[str], settings: Settings) -> list[str]:
         InvalidRequestError: an unknown mode, or a +rerank mode without a reranker.
     """
     for mode in asked:
+        if mode in PEER_MODES:
+            continue
         try:
             split_mode(mode)
         except ValueError as exc:
-            raise InvalidRequestError(str(exc)) from exc
+            raise InvalidRequestError(f"{exc}, or the peer {', '.join(PEER_MODES)}") from exc
     reranking = has_reranker(settings)
     modes = list(asked) or [m for m in DEFAULT_MODES if reranking or not split_mode(m)[1]]
-    if not reranking and any(split_mode(m)[1] for m in modes):
+    if not reranking and any(m not in PEER_MODES and split_mode(m)[1] for m in modes):
         raise InvalidRequestError(
             "a +rerank mode needs a reranker: --reranker MODEL or a profile naming one"
         )
@@ -92,13 +96,15 @@ def run_evaluation(
     progress: StageProgress = silent,
 ) -> RunReport:
     """Evaluate ``modes`` on ``data``: metrics, anchors, significance against the best single
-    retriever, latency per stage.
+    retriever (and against the peer, when ``peer-qdrant`` is among the modes), latency per stage.
 
     Args:
         folder: the dataset's folder (its corpus is ingested into the index when needed).
         data: the split to evaluate (``limit_queries`` for a smoke run).
         settings: settings with any profile applied; ``profile`` only names it in the report.
-        modes: from ``choose_modes``.
+        modes: from ``choose_modes``. ``peer-qdrant`` runs Qdrant Edge's own hybrid query
+            over the same vectors (``eval.peer``; its shard is built once, in the index's
+            data dir, and rebuilt when the index changes).
         save_as: when given, run files go to the index's ``runs/`` and the report to its
             ``results/<save_as>.json``.
 
@@ -111,14 +117,36 @@ def run_evaluation(
         context = {"index": index.state, "profile": profile}
         runs_dir = index.data_dir / "runs" if save_as is not None else None
         results = []
-        for mode in modes:
-            params = RunParams(mode=mode, depth=depth, candidates=candidates)
-            with progress(mode) as tick:
-                results.append(
-                    evaluate_mode(
-                        searcher, data, params, context=context, runs_dir=runs_dir, on_query=tick
-                    )
-                )
+        with ExitStack() as stack:
+            peer: PeerShard | None = None
+            for mode in modes:
+                params = RunParams(mode=mode, depth=depth, candidates=candidates)
+                if mode in PEER_MODES:
+                    if peer is None:  # built (or found) once, on the first peer mode
+                        with progress("peer shard") as tick:
+                            peer = stack.enter_context(open_peer(index))
+                            tick(1, 1)
+                    with progress(mode) as tick:
+                        result = evaluate_peer(
+                            peer,
+                            searcher,
+                            data,
+                            params,
+                            context=context,
+                            runs_dir=runs_dir,
+                            on_query=tick,
+                        )
+                else:
+                    with progress(mode) as tick:
+                        result = evaluate_mode(
+                            searcher,
+                            data,
+                            params,
+                            context=context,
+                            runs_dir=runs_dir,
+                            on_query=tick,
+                        )
+                results.append(result)
         report = RunReport(
             dataset=data.name,
             split=data.split,

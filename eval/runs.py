@@ -12,6 +12,9 @@ to the searcher's default (settings or profile) but is never below the depth: th
 at least ``top_k`` hits per retriever, and run files record the value in effect. A sweep sets
 ``depth = candidates`` so that each point's top 10 is exactly what the API returns with it.
 
+The peer (``peer-qdrant``, ``eval.peer``) is not a braid mode: Qdrant Edge's own hybrid query
+over the same stored vectors, grouped into documents by the same ``group_by_document``.
+
 Run files are TREC runs (``qid Q0 docid rank score tag``) with a JSON sidecar holding the
 dataset, split, mode, parameters, model ids and versions and the index state. The score column
 is rank-derived (``docs + 1 - rank``): a reranked run mixes cross-encoder scores (head) with fused
@@ -24,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +41,9 @@ ModeName = Literal["bm25", "dense", "hybrid", "hybrid+rerank", "bm25+rerank"]
 MODES: tuple[str, ...] = get_args(ModeName)
 SINGLE_MODES = ("bm25", "dense")
 DEFAULT_MODES: tuple[str, ...] = ("bm25", "dense", "hybrid", "hybrid+rerank")
+# Not braid modes: a peer engine's own hybrid query over the same index (eval.peer); opt-in.
+PEER_MODE = "peer-qdrant"
+PEER_MODES: tuple[str, ...] = (PEER_MODE,)
 DEFAULT_DEPTH = 200  # chunks asked for, to fill 100 documents
 DEFAULT_DOCS = 100  # documents kept per query (Recall@100, MAP@100)
 
@@ -100,7 +106,7 @@ class RunParams:
                 "fusion": self.fusion,
                 "weights": dict(self.weights) if self.weights is not None else None,
             }
-            if self.fusion != "convex":
+            if self.fusion == "rrf":  # the only method with a k
                 out["rrf_k"] = self.rrf_k
         if rerank:
             out["rerank_depth"] = self.rerank_depth
@@ -113,7 +119,7 @@ class RunParams:
         if search_mode == "hybrid":
             w = self.weights or {}
             parts.append(str(self.fusion))
-            if self.fusion != "convex":
+            if self.fusion == "rrf":  # the only method with a k
                 parts.append(f"k={_num(self.rrf_k)}")
             parts.append(f"w={_num(w.get('bm25', 1.0))}:{_num(w.get('dense', 1.0))}")
         parts.append(f"c={self.candidates}")
@@ -152,15 +158,20 @@ class Run:
 
 def aggregate_by_document(response: SearchResponse, docs: int) -> list[tuple[str, float]]:
     """Documents in first-occurrence order, each with its best chunk's score, at most ``docs``."""
+    return group_by_document(((hit.doc_id, hit.score) for hit in response.hits), docs)
+
+
+def group_by_document(hits: Iterable[tuple[str, float]], docs: int) -> list[tuple[str, float]]:
+    """(doc id, score) chunk hits, best first -> documents in first-occurrence order, each with
+    its best chunk's score, at most ``docs`` (braid's runs and the peer's alike)."""
     best: dict[str, float] = {}
-    for hit in response.hits:
-        doc_id = hit.doc_id
+    for doc_id, score in hits:
         if not doc_id:
             continue  # a chunk no store could return (deleted mid-run)
         if doc_id in best:
-            best[doc_id] = max(best[doc_id], hit.score)
+            best[doc_id] = max(best[doc_id], score)
         elif len(best) < docs:
-            best[doc_id] = hit.score
+            best[doc_id] = score
     return list(best.items())
 
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from braid.engine.fusion import FusionMethod
 from braid.engine.searcher import HybridSearcher
 from braid.eval.datasets import Dataset
 from braid.eval.metrics import PRIMARY, per_query, summarize
@@ -55,7 +56,7 @@ def _weights(bm25_share: float) -> dict[str, float]:
 
 
 def fusion_params(
-    fusion: str, candidates: int, *, rrf_k: float | None = None, bm25_share: float = 0.5
+    fusion: FusionMethod, candidates: int, *, rrf_k: float | None = None, bm25_share: float = 0.5
 ) -> RunParams:
     """A hybrid point whose top 10 is exactly what the API returns with these values."""
     return RunParams(
@@ -64,7 +65,7 @@ def fusion_params(
         candidates=candidates,
         weights=_weights(bm25_share),
         rrf_k=rrf_k if fusion == "rrf" else None,
-        fusion="convex" if fusion == "convex" else "rrf",
+        fusion=fusion,
     )
 
 

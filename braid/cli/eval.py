@@ -84,7 +84,11 @@ def run_command(
     split: Annotated[str, typer.Option(help="qrels split to evaluate")] = "test",
     mode: Annotated[
         list[str] | None,
-        typer.Option("--mode", help="bm25, dense, hybrid, hybrid+rerank, bm25+rerank (repeatable)"),
+        typer.Option(
+            "--mode",
+            help="bm25, dense, hybrid, hybrid+rerank, bm25+rerank, or peer-qdrant (Qdrant "
+            "Edge's own prefetch + RRF hybrid on the same index; opt-in) (repeatable)",
+        ),
     ] = None,
     profile: ProfileOption = None,
     reranker: RerankerOption = None,

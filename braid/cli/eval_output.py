@@ -35,9 +35,15 @@ def print_run(report: RunReport) -> None:
             [r.mode, *(fmt(r.means.get(m)) for m in METRICS), fmt(anchor and anchor.ndcg10)]
         )
     print_table(title, ["mode", *METRICS, "anchor nDCG@10"], rows)
-    if report.comparisons:
+    for baseline, title in (
+        (report.baseline, f"paired tests vs best single retriever ({report.baseline})"),
+        (report.peer, f"paired tests vs Qdrant Edge's own hybrid ({report.peer})"),
+    ):
+        family = [c for c in report.comparisons if baseline and c.baseline == baseline]
+        if not family:
+            continue
         print_table(
-            f"paired tests vs best single retriever ({report.baseline})",
+            title,
             ["mode", "metric", "delta", "p (randomisation)", "p (t-test)", "p Holm", "W/L/T"],
             [
                 [
@@ -49,10 +55,14 @@ def print_run(report: RunReport) -> None:
                     fmt(c.p_holm) + (" *" if c.significant else ""),
                     f"{c.wins}/{c.losses}/{c.ties}",
                 ]
-                for c in report.comparisons
+                for c in family
             ],
         )
-    stages = ("embed", "dense", "sparse", "fuse", "rerank", "fetch", "total")
+    if peer := next((r for r in report.results if r.mode == report.peer), None):
+        console.print(f"[dim]{peer.run.meta.get('label')}[/]")  # names the peer's fusion
+    stages: tuple[str, ...] = ("embed", "dense", "sparse", "fuse", "rerank", "fetch", "total")
+    if report.peer:  # the peer's one engine call (prefetches, fusion, payloads): "query"
+        stages = (*stages[:-1], "query", "total")
     print_table(
         "latency per query, ms (p50 / p95)",
         ["mode", *stages],

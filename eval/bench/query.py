@@ -10,19 +10,18 @@ prefetches, RRF in the engine) runs side by side on the same vectors as a peer r
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import qdrant_edge as qe
 
 from braid.engine.config import Settings
 from braid.engine.dense.edge import QdrantEdgeDenseStore
 from braid.engine.models import SearchMode
 from braid.eval.bench.corpus import queries, scaled_corpus
 from braid.eval.bench.stats import percentiles
+from braid.eval.peer import PeerShard, timed_query
 from braid.ingestion.documents import SourceDocument
 from braid.ingestion.pipeline import Progress
 from braid.ingestion.service import Workspace, open_workspace
@@ -80,35 +79,6 @@ def _compose(workspace: Workspace, passages: list[SourceDocument], seed: int = 1
     workspace.engine.sparse.commit()
 
 
-def _peer_shard(workspace: Workspace, path: Path) -> qe.EdgeShard:
-    """Dense + BM25 sparse vectors in one Qdrant Edge shard, built from our stored points."""
-    dense = workspace.engine.dense
-    if not isinstance(dense, QdrantEdgeDenseStore):
-        raise TypeError("the peer reference needs the Qdrant Edge dense store")
-    dim = workspace.engine.embedder.info.dim
-    config = qe.EdgeConfig(
-        vectors={"dense": qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
-        sparse_vectors={"bm25": qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
-    )
-    if (path / "segments").exists():
-        return qe.EdgeShard.load(str(path), config)
-    shard = qe.EdgeShard.create(str(path), config)
-    texts: list[tuple[str, list[float], str]] = []
-    for point_id, vector, payload in dense.points():
-        title = str(payload.get("title", ""))
-        texts.append((point_id, vector, f"{title}\n{payload.get('text', '')}"))
-    average = statistics.fmean(len(t.split()) for _, _, t in texts) if texts else 1.0
-    bm25 = qe.Bm25(qe.Bm25Config(language="english", avg_len=average))
-    for start in range(0, len(texts), 1000):
-        points = [
-            qe.Point(id=pid, vector={"dense": vec, "bm25": bm25.embed_document(text)})
-            for pid, vec, text in texts[start : start + 1000]
-        ]
-        shard.update(qe.UpdateOperation.upsert_points(points))
-    shard.optimize()
-    return shard
-
-
 def run_query_bench(
     settings: Settings,
     corpus: Path,
@@ -162,37 +132,16 @@ def run_query_bench(
 
 
 def _peer_bench(workspace: Workspace, settings: Settings, texts: list[str]) -> dict[str, Any]:
-    shard = _peer_shard(workspace, settings.data_dir / "peer-edge-hybrid")
-    bm25 = qe.Bm25(qe.Bm25Config(language="english"))
+    dense = workspace.engine.dense
+    if not isinstance(dense, QdrantEdgeDenseStore):
+        raise TypeError("the peer reference needs the Qdrant Edge dense store")
     embedder = workspace.engine.embedder
+    path = settings.data_dir / "peer-edge-hybrid"
     candidates = workspace.engine.searcher.defaults.candidates
-    samples = []
-    try:
-        for text in texts:
-            started = time.perf_counter()
-            vector = embedder.encode_queries([text])[0].tolist()
-            embedded = time.perf_counter()
-            request = qe.QueryRequest(
-                limit=10,
-                prefetches=[
-                    qe.Prefetch(limit=candidates, query=qe.Query.Nearest(vector, using="dense")),
-                    qe.Prefetch(
-                        limit=candidates,
-                        query=qe.Query.Nearest(bm25.embed_query(text), using="bm25"),
-                    ),
-                ],
-                query=qe.Fusion.Rrf(k=60),  # type: ignore[arg-type]  # the stub omits Rrf
-                with_payload=True,
-            )
-            shard.query(request)
-            done = time.perf_counter()
-            samples.append(
-                {
-                    "embed": (embedded - started) * 1e3,
-                    "query": (done - embedded) * 1e3,
-                    "total": (done - started) * 1e3,
-                }
-            )
-    finally:
-        shard.close()
+    with PeerShard.open(dense, embedder.info.dim, path, {"chunks": dense.count()}) as shard:
+        samples = [
+            # k does not change latency; the bench has always run RRF k=60
+            timed_query(shard, embedder, text, limit=10, candidates=candidates, rrf_k=60)[1]
+            for text in texts
+        ]
     return percentiles(samples)
