@@ -99,26 +99,31 @@ def search_defaults(settings: Settings) -> SearchDefaults:
 
 @dataclass
 class Engine:
-    """Everything a process needs to search and write one data dir.
-
-    ``connection`` is the qdrant-client both stores share in server and local mode (closed
-    last); ``None`` with Qdrant Edge.
-    """
+    """Everything a process needs to search and write one data dir: the stores, the models
+    and the searcher over them."""
 
     embedder: Embedder
-    dense: DenseStore
-    sparse: SparseStore
+    stores: Stores
     searcher: HybridSearcher
-    connection: QdrantClient | None = None
+
+    @property
+    def dense(self) -> DenseStore:
+        return self.stores.dense
+
+    @property
+    def sparse(self) -> SparseStore:
+        return self.stores.sparse
+
+    @property
+    def connection(self) -> QdrantClient | None:
+        """The qdrant-client both stores share (server and local mode); ``None`` on Edge."""
+        return self.stores.connection
 
     def close(self) -> None:
         try:
             self.searcher.close()
-            self.sparse.close()
-            self.dense.close()
         finally:
-            if self.connection is not None:
-                self.connection.close()
+            self.stores.close()
 
 
 def build_engine(settings: Settings, *, read_only: bool = False, models: bool = True) -> Engine:
@@ -149,10 +154,4 @@ def build_engine(settings: Settings, *, read_only: bool = False, models: bool = 
     searcher = HybridSearcher(
         embedder, stores.dense, stores.sparse, reranker, search_defaults(settings)
     )
-    return Engine(
-        embedder=embedder,
-        dense=stores.dense,
-        sparse=stores.sparse,
-        searcher=searcher,
-        connection=stores.connection,
-    )
+    return Engine(embedder=embedder, stores=stores, searcher=searcher)

@@ -54,10 +54,15 @@ def evaluate_mode(
     for text in list(dataset.queries.values())[:warmup]:  # load lazy state, fill caches
         search_once(searcher, text, params.resolve(searcher))
     run = execute_run(searcher, dataset, params, context=context, on_query=on_query)
+    return scored_result(params.mode, run, dataset, runs_dir)
+
+
+def scored_result(mode: str, run: Run, dataset: Dataset, runs_dir: Path | None) -> ModeResult:
+    """A finished run scored against the qrels (and saved under ``runs_dir`` when given)."""
     scores = per_query(run.as_scores(), dataset.qrels)
     path = write_trec(run, run_path(runs_dir, run)) if runs_dir is not None else None
     return ModeResult(
-        mode=params.mode,
+        mode=mode,
         run=run,
         scores=scores,
         means=summarize(scores),

@@ -45,19 +45,15 @@ from braid.engine.protocols import DenseStore, Embedder
 from braid.engine.searcher import HybridSearcher
 from braid.engine.sparse.analysis import bm25_text
 from braid.eval.datasets import Dataset
-from braid.eval.evaluation import ModeResult
+from braid.eval.evaluation import ModeResult, scored_result
 from braid.eval.indexes import EvalIndex
-from braid.eval.metrics import per_query, summarize
 from braid.eval.runs import (
     PEER_MODE,
     Run,
     RunParams,
     group_by_document,
-    run_path,
     run_tag,
-    write_trec,
 )
-from braid.eval.stats import latency_summary
 
 QDRANT_DEFAULT_RRF_K = 2  # qdrant DEFAULT_RRF_K; 1 / (k + position), positions 0-based
 PEER_DIR = Path("peer") / "qdrant-edge"
@@ -359,14 +355,6 @@ def evaluate_peer(
         **dict(context or {}),
     }
     meta["tag"] = run_tag(meta)
-    run = Run(ranking=ranking, timings=timings, meta=meta)
-    scores = per_query(run.as_scores(), dataset.qrels)
-    path = write_trec(run, run_path(runs_dir, run)) if runs_dir is not None else None
-    return ModeResult(
-        mode=PEER_MODE,
-        run=run,
-        scores=scores,
-        means=summarize(scores),
-        latency=latency_summary(timings),
-        run_file=path,
+    return scored_result(
+        PEER_MODE, Run(ranking=ranking, timings=timings, meta=meta), dataset, runs_dir
     )

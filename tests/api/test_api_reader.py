@@ -37,7 +37,7 @@ from fastapi.testclient import TestClient
 from braid.api.runtime import READER_OPEN_ATTEMPTS, Runtime
 from braid.engine.config import QdrantSettings, Settings
 from braid.engine.errors import BackendUnavailableError, IndexLockedError
-from braid.engine.factory import Engine, build_sparse_store, search_defaults
+from braid.engine.factory import Engine, Stores, build_sparse_store, search_defaults
 from braid.engine.locking import DataDirLock, read_owner
 from braid.engine.models import Chunk
 from braid.engine.searcher import HybridSearcher
@@ -163,7 +163,7 @@ def split(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Split]:
         sparse = build_sparse_store(settings, read_only=True)
         dense = SharedDense(writer.dense)
         searcher = HybridSearcher(writer.embedder, dense, sparse, None, search_defaults(settings))
-        return Engine(embedder=writer.embedder, dense=dense, sparse=sparse, searcher=searcher)
+        return Engine(embedder=writer.embedder, stores=Stores(dense, sparse), searcher=searcher)
 
     try:
         with running_app(reader_settings(data_dir), open_engine=open_engine) as client:
