@@ -86,12 +86,15 @@ class SearchRequest(_Strict):
     )
     fusion: FusionMethod | None = Field(
         default=None,
-        description="rrf: weighted reciprocal rank fusion, w / (k + rank); convex: weighted sum "
-        "of min-max normalised scores; dbsf: Qdrant's distribution-based score fusion, each "
+        description="adaptive (the default): min-max normalised scores summed with per-query "
+        "weights, the BM25 share falling as the dense leg's top cosine rises (the rule ships "
+        "with braid, fitted on SciFact train; the weights used come back as fusion_weights), "
+        "a fused score in [0, 1]; rrf: weighted reciprocal rank fusion, w / (k + rank); "
+        "convex: weighted sum of min-max normalised scores; dbsf: Qdrant's distribution-based score fusion, each "
         "list's scores mapped linearly so that mean - 3 sd is 0 and mean + 3 sd is 1 (not "
         "clipped, as in Qdrant), weighted sum; zscore: weighted sum of (score - mean) / sd, a "
         "hit missing from a list taking its lowest z; default from the server's settings",
-        examples=["rrf", "dbsf"],
+        examples=["adaptive", "rrf", "dbsf"],
     )
     rrf_k: float | None = Field(
         default=None,
@@ -139,8 +142,9 @@ class HitOut(BaseModel):
     metadata: MetadataOut = Field(default_factory=dict)
     stages: dict[str, StageOut] | None = Field(
         default=None,
-        description="with explain: rank and score per stage ('bm25', 'dense', 'rrf' or "
-        "'convex', 'rerank'); a retriever that did not find the hit is absent",
+        description="with explain: rank and score per stage ('bm25', 'dense', the fusion "
+        "method's name such as 'adaptive' or 'rrf', 'rerank'); a retriever that did not find "
+        "the hit is absent",
     )
 
     @classmethod
@@ -180,6 +184,12 @@ class SearchResponseOut(BaseModel):
     )
     embedding_model: ModelOut | None = None
     reranker_model: str | None = Field(default=None, description="set when hits were reranked")
+    fusion_weights: dict[str, float] | None = Field(
+        default=None,
+        description="hybrid mode: the per-retriever weights fusion used for this query "
+        "(adaptive fusion: this query's own, given weights included)",
+        examples=[{"bm25": 0.29, "dense": 0.71}],
+    )
 
     @classmethod
     def from_engine(
@@ -195,6 +205,11 @@ class SearchResponseOut(BaseModel):
             timings_ms={k: round(v, 3) for k, v in response.timings_ms.items()},
             embedding_model=ModelOut.from_engine(model) if model else None,
             reranker_model=response.reranker_model,
+            fusion_weights=(
+                {k: round(v, 6) for k, v in response.fusion_weights.items()}
+                if response.fusion_weights is not None
+                else None
+            ),
         )
 
 

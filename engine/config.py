@@ -94,6 +94,12 @@ class SparseSettings(BaseModel):
         description="qdrant backend: the average chunk length (terms) BM25 normalises by; "
         "default: measured on the first write, re-measured by `braid optimize`",
     )
+    query_stopwords: Literal["english", "none"] = Field(
+        default="english",
+        description="english: drop Tantivy's English stopwords (Lucene's list) from query "
+        "text before BM25 (a query of stopwords only keeps them all); documents are indexed "
+        "with every term either way, so switching needs no re-index; none: keep every term",
+    )
 
 
 class ChunkingSettings(BaseModel):
@@ -105,8 +111,15 @@ class ChunkingSettings(BaseModel):
 
 class FusionSettings(BaseModel):
     method: FusionMethod = Field(
-        default="rrf",
-        description="rrf, convex (min-max), dbsf (Qdrant's distribution-based) or zscore",
+        default="adaptive",
+        description="adaptive (min-max fusion with per-query weights from the dense top "
+        "score: engine/adaptive.py), rrf, convex (min-max), dbsf (Qdrant's "
+        "distribution-based) or zscore",
+    )
+    level: Literal["chunk", "document"] = Field(
+        default="chunk",
+        description="chunk: fuse the retrievers' chunk lists; document: cut each list to "
+        "each document's best chunk first (fetches every candidate's payload)",
     )
     rrf_k: float = Field(default=RRF_K, gt=0)
     weights: dict[str, float] = Field(default_factory=lambda: {"bm25": 1.0, "dense": 1.0})

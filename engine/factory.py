@@ -94,6 +94,7 @@ def search_defaults(settings: Settings) -> SearchDefaults:
         candidates=settings.fusion.candidates,
         rerank_depth=settings.reranker.depth,
         fusion=settings.fusion.method,
+        fusion_level=settings.fusion.level,
     )
 
 

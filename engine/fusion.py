@@ -1,9 +1,10 @@
-"""Fusion of ranked lists: weighted RRF, and three score fusions (min-max, DBSF, z-score).
+"""Fusion of ranked lists: weighted RRF, three score fusions (min-max, DBSF, z-score), and
+adaptive fusion (min-max with per-query weights, ``engine/adaptive.py``).
 
 Every method takes each retriever's hits best first (``{name: [ScoredPoint, ...]}``) and
 per-retriever weights (missing: 1.0), and returns fused hits best first. Each hit keeps
 every retriever's rank and raw score under the retriever's name and its fused rank and score
-under the method's name (``"rrf"``, ``"convex"``, ``"dbsf"``, ``"zscore"``). Ties go to the
+under the method's name (``"rrf"``, ``"convex"``, ``"dbsf"``, ``"zscore"``, ``"adaptive"``). Ties go to the
 hit with the better best rank, then to the smaller point id, so the order is deterministic.
 """
 
@@ -13,12 +14,13 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal, get_args
 
-from braid.engine.models import Hit, ScoredPoint, StageScore
+from braid.engine.adaptive import AdaptiveRule, rule_for_model
+from braid.engine.models import DEFAULT_MODEL, Hit, ScoredPoint, StageScore
 
 RRF_K = 60  # Cormack, Clarke & Buettcher 2009; ranks are 1-based, so rank 1 adds w / 61.
 DBSF_SIGMAS = 3.0  # Qdrant's distribution-based score fusion: mean +- 3 sample sd is [0, 1].
 
-FusionMethod = Literal["rrf", "convex", "dbsf", "zscore"]
+FusionMethod = Literal["adaptive", "rrf", "convex", "dbsf", "zscore"]
 FUSION_METHODS: tuple[FusionMethod, ...] = get_args(FusionMethod)
 
 # One leg's raw scores (best first, at least one) -> their normalised values, and the value
@@ -32,14 +34,17 @@ def fuse(
     rankings: Mapping[str, Sequence[ScoredPoint]],
     weights: Mapping[str, float] | None = None,
     k: float = RRF_K,
+    rule: AdaptiveRule | None = None,
 ) -> list[Hit]:
     """Fuse with the named method: the one dispatch the searcher, settings and API share.
 
     Args:
-        method: ``rrf``, ``convex`` (min-max), ``dbsf`` or ``zscore``.
+        method: ``adaptive``, ``rrf``, ``convex`` (min-max), ``dbsf`` or ``zscore``.
         rankings: each retriever's hits, best first.
         weights: per-retriever weight (missing: 1.0).
         k: the RRF constant (used by ``rrf`` only).
+        rule: the per-query weighting of ``adaptive`` (default: the packaged rule for
+            braid's default embedding model).
 
     Returns:
         Fused hits, best first, with the explanation described in the module docstring.
@@ -47,6 +52,8 @@ def fuse(
     Raises:
         ValueError: ``method`` is not one of ``FUSION_METHODS``.
     """
+    if method == "adaptive":
+        return adaptive_fusion(rankings, weights, rule)
     if method == "rrf":
         return weighted_rrf(rankings, weights, k)
     if method == "convex":
@@ -155,6 +162,51 @@ def zscore_fusion(
         Fused hits, best first.
     """
     return _score_fusion(rankings, weights, _standardise, _min_of_standardised, "zscore")
+
+
+def adaptive_weights(
+    rankings: Mapping[str, Sequence[ScoredPoint]],
+    weights: Mapping[str, float] | None = None,
+    rule: AdaptiveRule | None = None,
+) -> dict[str, float]:
+    """This query's weights under ``rule``: its BM25 share times ``weights["bm25"]`` and the
+    rest times ``weights["dense"]`` (missing: 1.0), the share from the dense list's top score.
+
+    The rule weighs two lists against each other, so it steps aside when there is nothing to
+    weigh: when one list is empty, or one weight is 0 (that retriever is switched off), the
+    given weights are used as they are.
+    """
+    chosen = rule if rule is not None else rule_for_model(DEFAULT_MODEL)
+    weights = weights or {}
+    given = {name: float(weights.get(name, 1.0)) for name in ("bm25", "dense")}
+    dense, bm25 = rankings.get("dense") or (), rankings.get("bm25") or ()
+    if not dense or not bm25 or 0.0 in given.values():
+        return given
+    share = chosen.bm25_share(dense[0].score)
+    return {"bm25": given["bm25"] * share, "dense": given["dense"] * (1.0 - share)}
+
+
+def adaptive_fusion(
+    rankings: Mapping[str, Sequence[ScoredPoint]],
+    weights: Mapping[str, float] | None = None,
+    rule: AdaptiveRule | None = None,
+) -> list[Hit]:
+    """Convex (min-max) fusion with this query's weights from ``adaptive_weights``.
+
+    With weights of at most 1 (the default is 1:1) the two shares sum to at most 1, so the
+    fused score, a weighted sum of values in [0, 1], lies in [0, 1] too. Fused rank and score
+    go under ``"adaptive"``.
+
+    Args:
+        rankings: ``bm25`` and ``dense`` hits, best first.
+        weights: multiply the rule's shares (missing: 1.0); ``{"bm25": 0}`` leaves dense alone.
+        rule: the per-query weighting (default: the packaged rule for the default model).
+
+    Returns:
+        Fused hits, best first.
+    """
+    effective = adaptive_weights(rankings, weights, rule)
+    return _score_fusion(rankings, effective, _min_max, _zero, "adaptive")
 
 
 def single(ranking: Sequence[ScoredPoint], name: str) -> list[Hit]:

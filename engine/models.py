@@ -99,6 +99,24 @@ class Hit:
 
 
 @dataclass(slots=True)
+class DocumentHit:
+    """One document of a result: its best chunk's score, its rank, its best passages.
+
+    Built by ``engine.grouping.group_documents`` (the rules are in that module).
+    """
+
+    doc_id: str
+    score: float
+    rank: int
+    passages: list[Hit] = field(default_factory=list)
+
+    @property
+    def best(self) -> Hit:
+        """The chunk that placed the document (its first passage)."""
+        return self.passages[0]
+
+
+@dataclass(slots=True)
 class SearchResponse:
     """Hits best first, per-stage timings in milliseconds and the models that produced them."""
 
@@ -107,3 +125,8 @@ class SearchResponse:
     mode: SearchMode
     embedding_model: ModelInfo | None = None
     reranker_model: str | None = None
+    # group_by="document": the documents, best first;
+    # ``hits`` then holds their passages in the same order.
+    documents: list[DocumentHit] | None = None
+    # The per-retriever weights fusion used for this query (adaptive fusion: this query's own).
+    fusion_weights: dict[str, float] | None = None

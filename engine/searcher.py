@@ -3,20 +3,36 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import get_args
+from typing import Literal, get_args
 
+from braid.engine.adaptive import AdaptiveRule, rule_for_model
 from braid.engine.errors import InvalidRequestError
 from braid.engine.filters import FilterExpr, parse_filter
-from braid.engine.fusion import FUSION_METHODS, RRF_K, fuse, single
+from braid.engine.fusion import FUSION_METHODS, RRF_K, adaptive_weights, fuse, single
 from braid.engine.fusion import FusionMethod as FusionMethod  # re-exported: eval imports it here
-from braid.engine.models import Hit, ScoredPoint, SearchMode, SearchResponse, StageScore
+from braid.engine.grouping import DEFAULT_PASSAGES, best_per_document, group_documents
+from braid.engine.models import (
+    Chunk,
+    DocumentHit,
+    Hit,
+    ScoredPoint,
+    SearchMode,
+    SearchResponse,
+    StageScore,
+)
 from braid.engine.protocols import DenseStore, Embedder, Reranker, SparseStore
 
 MAX_TOP_K = 1000
 MAX_CANDIDATES = 10_000
+MAX_PASSAGES = 10
+
+GroupBy = Literal["chunk", "document"]
+GROUP_BY: tuple[GroupBy, ...] = get_args(GroupBy)
+FusionLevel = Literal["chunk", "document"]
+FUSION_LEVELS: tuple[FusionLevel, ...] = get_args(FusionLevel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +43,8 @@ class SearchDefaults:
     rrf_k: float = RRF_K
     candidates: int = 100
     rerank_depth: int = 30
-    fusion: FusionMethod = "rrf"
+    fusion: FusionMethod = "adaptive"
+    fusion_level: FusionLevel = "chunk"
 
 
 def _ms(start: float) -> float:
@@ -50,6 +67,7 @@ class HybridSearcher:
         self.sparse = sparse
         self.reranker = reranker
         self.defaults = defaults or SearchDefaults()
+        self._rule: AdaptiveRule | None = None  # chosen for the embedder's model on first use
         # BM25 runs here while the calling thread embeds the query and searches Qdrant;
         # both engines release the GIL while they search.
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="braid-sparse")
@@ -66,12 +84,15 @@ class HybridSearcher:
         rerank: bool | None = None,
         rerank_depth: int | None = None,
         fusion: FusionMethod | None = None,
+        group_by: GroupBy = "chunk",
+        passages: int = DEFAULT_PASSAGES,
+        fusion_level: FusionLevel | None = None,
     ) -> SearchResponse:
         """Run one query through the configured stages.
 
         Args:
             query: the user's text.
-            top_k: hits to return.
+            top_k: hits to return: chunks, or documents with ``group_by="document"``.
             mode: ``bm25``, ``dense`` or ``hybrid``.
             filter: a parsed filter or its JSON form; pushed into both engines.
             weights: per-retriever fusion weights (``bm25``, ``dense``).
@@ -79,14 +100,22 @@ class HybridSearcher:
             candidates: hits fetched from each retriever (at least ``top_k``).
             rerank: rerank with the cross-encoder (default: when one is configured).
             rerank_depth: fused hits that are reranked.
-            fusion: ``rrf`` (weighted reciprocal rank fusion), ``convex`` (weighted sum of
-                min-max normalised scores), ``dbsf`` (Qdrant's distribution-based score
-                fusion) or ``zscore`` (weighted sum of z-scores); see ``engine/fusion.py``.
+            fusion: ``adaptive`` (min-max fusion with per-query weights from the dense top
+                score, ``engine/adaptive.py``), ``rrf`` (weighted reciprocal rank fusion),
+                ``convex`` (weighted sum of min-max normalised scores), ``dbsf`` (Qdrant's
+                distribution-based score fusion) or ``zscore`` (weighted sum of z-scores);
+                see ``engine/fusion.py``.
+            group_by: ``chunk`` (default) returns chunk hits; ``document`` also groups them
+                into ``documents`` (``engine/grouping.py``), ``top_k`` of them.
+            passages: chunks kept per document when grouping.
+            fusion_level: ``chunk`` fuses the retrievers' chunk lists; ``document`` first cuts
+                each list to each document's best chunk, so documents meet in fusion (their
+                stage ranks are then document ranks, and each document has one passage).
 
         Returns:
-            Hits best first with their chunks and per-stage ranks and scores, and timings in
-            milliseconds for ``embed``, ``dense``, ``sparse``, ``fuse``, ``rerank``, ``fetch``
-            and ``total``.
+            Hits best first with their chunks and per-stage ranks and scores (and documents
+            when grouping), the fusion weights used, and timings in milliseconds for
+            ``embed``, ``dense``, ``sparse``, ``fuse``, ``rerank``, ``fetch`` and ``total``.
 
         Raises:
             InvalidRequestError: a parameter is out of range.
@@ -101,6 +130,7 @@ class HybridSearcher:
         top_k, depth, use_rerank, rerank_n = self._check(
             query, top_k, mode, weights, candidates, rerank, rerank_depth, fusion
         )
+        level = self._check_grouping(group_by, passages, fusion_level)
         timings: dict[str, float] = {}
 
         sparse_future: Future[tuple[list[ScoredPoint], float]] | None = None
@@ -117,8 +147,15 @@ class HybridSearcher:
         if sparse_future is not None:
             rankings["bm25"], timings["sparse"] = sparse_future.result()
 
+        fetch_ms = 0.0
+        chunks: dict[str, Chunk] = {}
+        if level == "document" and mode == "hybrid":
+            # Documents must be known before fusion: fetch every candidate's chunk once.
+            t = time.perf_counter()
+            chunks = self._fetch({p.point_id for r in rankings.values() for p in r})
+            fetch_ms += _ms(t)
         t = time.perf_counter()
-        hits = self._fuse(mode, rankings, weights, rrf_k, fusion)
+        hits, used = self._fuse(mode, rankings, weights, rrf_k, fusion, chunks)
         timings["fuse"] = _ms(t)
 
         if use_rerank and self.reranker is not None and hits:
@@ -126,10 +163,15 @@ class HybridSearcher:
             hits = self._rerank(query, hits, rerank_n)
             timings["rerank"] = _ms(t)
 
-        hits = hits[:top_k]
         t = time.perf_counter()
-        self._attach_chunks(hits)
-        timings["fetch"] = _ms(t)
+        documents = None
+        if group_by == "document":
+            documents = self._documents(hits, top_k, passages)
+            hits = [p for d in documents for p in d.passages]
+        else:
+            hits = hits[:top_k]
+            self._attach_chunks(hits)
+        timings["fetch"] = fetch_ms + _ms(t)
         timings["total"] = _ms(started)
         return SearchResponse(
             hits=hits,
@@ -137,6 +179,8 @@ class HybridSearcher:
             mode=mode,
             embedding_model=self.embedder.info,
             reranker_model=self.reranker.model_id if use_rerank and self.reranker else None,
+            documents=documents,
+            fusion_weights=used,
         )
 
     def _check(
@@ -175,6 +219,18 @@ class HybridSearcher:
         depth = max(depth, top_k, rerank_n if use_rerank else 0)
         return top_k, depth, use_rerank, rerank_n
 
+    def _check_grouping(
+        self, group_by: str, passages: int, fusion_level: str | None
+    ) -> FusionLevel:
+        if group_by not in GROUP_BY:
+            raise InvalidRequestError(f"group_by must be one of {GROUP_BY}, got {group_by!r}")
+        if not 1 <= passages <= MAX_PASSAGES:
+            raise InvalidRequestError(f"passages must be between 1 and {MAX_PASSAGES}")
+        level = fusion_level if fusion_level is not None else self.defaults.fusion_level
+        if level not in FUSION_LEVELS:
+            raise InvalidRequestError(f"fusion_level must be one of {FUSION_LEVELS}, got {level!r}")
+        return level
+
     def _timed_sparse(
         self, query: str, depth: int, expr: FilterExpr | None
     ) -> tuple[list[ScoredPoint], float]:
@@ -189,13 +245,72 @@ class HybridSearcher:
         weights: Mapping[str, float] | None,
         rrf_k: float | None,
         fusion: FusionMethod | None,
-    ) -> list[Hit]:
+        chunks: Mapping[str, Chunk],
+    ) -> tuple[list[Hit], dict[str, float] | None]:
+        """Fused hits and the weights fusion used (``None`` for a single retriever)."""
         if mode != "hybrid":
             name = "bm25" if mode == "bm25" else "dense"
-            return single(rankings[name], name)
+            return single(rankings[name], name), None
         chosen = weights if weights is not None else self.defaults.weights
         k = rrf_k if rrf_k is not None else self.defaults.rrf_k
-        return fuse(fusion or self.defaults.fusion, rankings, chosen, k)
+        method = fusion or self.defaults.fusion
+        rule = self.rule if method == "adaptive" else None
+        if chunks:
+            return self._fuse_documents(method, rankings, chosen, k, rule, chunks)
+        used = adaptive_weights(rankings, chosen, rule) if rule else _weights_of(chosen)
+        return fuse(method, rankings, chosen, k, rule), used
+
+    def _fuse_documents(
+        self,
+        method: FusionMethod,
+        rankings: Mapping[str, list[ScoredPoint]],
+        weights: Mapping[str, float],
+        k: float,
+        rule: AdaptiveRule | None,
+        chunks: Mapping[str, Chunk],
+    ) -> tuple[list[Hit], dict[str, float]]:
+        doc_of = {pid: chunk.doc_id for pid, chunk in chunks.items()}
+        by_doc = {name: best_per_document(r, doc_of) for name, r in rankings.items()}
+        # Each document is shown by its best chunk in the retriever that ranked it higher
+        # (dense first on a tie): the chunk that earned its place.
+        shown: dict[str, tuple[int, str]] = {}
+        for name in ("dense", "bm25"):
+            seen: set[str] = set()
+            for point in rankings.get(name, ()):
+                doc_id = doc_of.get(point.point_id)
+                if doc_id is None or doc_id in seen:
+                    continue
+                seen.add(doc_id)
+                place = (len(seen), point.point_id)
+                if doc_id not in shown or place[0] < shown[doc_id][0]:
+                    shown[doc_id] = place
+        used = adaptive_weights(by_doc, weights, rule) if rule else _weights_of(weights)
+        fused = fuse(method, by_doc, weights, k, rule)
+        hits = []
+        for hit in fused:
+            point_id = shown[hit.point_id][1]
+            hits.append(Hit(point_id, hit.score, hit.stages, chunks[point_id]))
+        return hits, used
+
+    @property
+    def rule(self) -> AdaptiveRule:
+        """The adaptive rule for this searcher's embedding model (fitted, or the fallback)."""
+        if self._rule is None:
+            self._rule = rule_for_model(self.embedder.info.model_id)
+        return self._rule
+
+    def _documents(self, hits: list[Hit], top_k: int, passages: int) -> list[DocumentHit]:
+        # Chunks are fetched in growing batches until top_k documents are filled: several
+        # chunks of one document may take several places.
+        start, batch = 0, max(2 * top_k, 32)
+        while start < len(hits):
+            self._attach_chunks(hits[start : start + batch])
+            start += batch
+            documents = group_documents(hits[:start], top_k, passages)
+            if len(documents) >= top_k:
+                break
+            batch *= 2
+        return group_documents(hits[:start], top_k, passages)
 
     def _rerank(self, query: str, hits: list[Hit], depth: int) -> list[Hit]:
         assert self.reranker is not None  # checked by the caller (internal invariant)
@@ -210,21 +325,32 @@ class HybridSearcher:
             hit.stages["rerank"] = StageScore(rank=rank, score=hit.score)
         return head + tail
 
+    def _fetch(self, point_ids: Iterable[str]) -> dict[str, Chunk]:
+        wanted = list(point_ids)
+        if not wanted:
+            return {}
+        chunks = self.dense.fetch(wanted)
+        absent = [pid for pid in wanted if pid not in chunks]
+        if absent:
+            # A chunk the dense store lacks (a BM25-only hit mid-update): ask the sparse side.
+            chunks |= self.sparse.fetch(absent)
+        return chunks
+
     def _attach_chunks(self, hits: list[Hit]) -> None:
         missing = [h.point_id for h in hits if h.chunk is None]
         if not missing:
             return
-        chunks = self.dense.fetch(missing)
-        absent = [pid for pid in missing if pid not in chunks]
-        if absent:
-            # A chunk the dense store lacks (a BM25-only hit mid-update): ask the sparse side.
-            chunks |= self.sparse.fetch(absent)
+        chunks = self._fetch(missing)
         for hit in hits:
             if hit.chunk is None:
                 hit.chunk = chunks.get(hit.point_id)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+def _weights_of(weights: Mapping[str, float]) -> dict[str, float]:
+    return {name: float(weights.get(name, 1.0)) for name in ("bm25", "dense")}
 
 
 def _passage(hit: Hit) -> str:

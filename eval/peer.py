@@ -40,6 +40,7 @@ import qdrant_edge as qe
 
 from braid.engine.dense.store import CollectionDenseStore
 from braid.engine.errors import ConfigError
+from braid.engine.grouping import rank_documents
 from braid.engine.payload import chunk_from_payload
 from braid.engine.protocols import DenseStore, Embedder
 from braid.engine.searcher import HybridSearcher
@@ -51,7 +52,6 @@ from braid.eval.runs import (
     PEER_MODE,
     Run,
     RunParams,
-    group_by_document,
     run_tag,
 )
 
@@ -330,7 +330,7 @@ def evaluate_peer(
     total = len(dataset.queries)
     for i, (qid, text) in enumerate(dataset.queries.items(), start=1):
         hits, timings[qid] = run_one(text)
-        ranking[qid] = group_by_document(((h.doc_id, h.score) for h in hits), p.docs)
+        ranking[qid] = rank_documents(((h.doc_id, h.score) for h in hits), p.docs)
         if on_query is not None:
             on_query(i, total)
     model = embedder.info

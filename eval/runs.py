@@ -2,18 +2,19 @@
 
 There is no evaluation-only retrieval code: a run calls the same ``search`` the CLI and the API
 call, with explicit parameters, and keeps what it returns. Chunks are the unit of retrieval,
-documents the unit of judgement, so hits are aggregated by document: a document's score is its
-best chunk's, its place the first place one of its chunks reached (the searcher returns hits best
-first, so the two agree except in a reranked run's unreranked tail).
+documents the unit of judgement: a run asks the searcher for ``docs`` documents
+(``group_by="document"``), grouped by the engine's own rules (``engine/grouping.py``: a
+document's place is its first chunk's, its score that chunk's). There is no evaluation-only
+aggregation.
 
-To fill ``docs`` documents (100, for Recall@100) a run asks for ``depth`` chunks (default 200):
-several chunks of one document take several places. ``candidates`` (hits per retriever) defaults
-to the searcher's default (settings or profile) but is never below the depth: the searcher fetches
-at least ``top_k`` hits per retriever, and run files record the value in effect. A sweep sets
+``depth`` (default 200) is the least number of chunks each retriever contributes, so that 100
+documents (Recall@100) can be filled although several chunks of one document take several
+places. ``candidates`` (hits per retriever) defaults to the searcher's default (settings or
+profile) but is never below the depth, and run files record the value in effect. A sweep sets
 ``depth = candidates`` so that each point's top 10 is exactly what the API returns with it.
 
 The peer (``peer-qdrant``, ``eval.peer``) is not a braid mode: Qdrant Edge's own hybrid query
-over the same stored vectors, grouped into documents by the same ``group_by_document``.
+over the same stored vectors, grouped into documents by the same ``group_documents``.
 
 Run files are TREC runs (``qid Q0 docid rank score tag``) with a JSON sidecar holding the
 dataset, split, mode, parameters, model ids and versions and the index state. The score column
@@ -27,14 +28,14 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, get_args
 
 from braid.engine.models import SearchMode, SearchResponse
-from braid.engine.searcher import FusionMethod, HybridSearcher
+from braid.engine.searcher import FusionLevel, FusionMethod, HybridSearcher
 from braid.eval.datasets import Dataset
 
 ModeName = Literal["bm25", "dense", "hybrid", "hybrid+rerank", "bm25+rerank"]
@@ -77,6 +78,7 @@ class RunParams:
     rrf_k: float | None = None
     fusion: FusionMethod | None = None
     rerank_depth: int | None = None
+    fusion_level: FusionLevel | None = None
 
     def resolve(self, searcher: HybridSearcher) -> RunParams:
         d = searcher.defaults
@@ -91,6 +93,7 @@ class RunParams:
             rrf_k=self.rrf_k if self.rrf_k is not None else d.rrf_k,
             fusion=self.fusion or d.fusion,
             rerank_depth=(self.rerank_depth or d.rerank_depth) if rerank else None,
+            fusion_level=self.fusion_level or d.fusion_level,
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -108,6 +111,8 @@ class RunParams:
             }
             if self.fusion == "rrf":  # the only method with a k
                 out["rrf_k"] = self.rrf_k
+            if self.fusion_level == "document":  # absent at the default: old tags unchanged
+                out["fusion_level"] = self.fusion_level
         if rerank:
             out["rerank_depth"] = self.rerank_depth
         return out
@@ -122,6 +127,8 @@ class RunParams:
             if self.fusion == "rrf":  # the only method with a k
                 parts.append(f"k={_num(self.rrf_k)}")
             parts.append(f"w={_num(w.get('bm25', 1.0))}:{_num(w.get('dense', 1.0))}")
+            if self.fusion_level == "document":
+                parts.append("level=document")
         parts.append(f"c={self.candidates}")
         if rerank:
             parts.append(f"rd={self.rerank_depth}")
@@ -156,31 +163,12 @@ class Run:
         return docs if k is None else docs[:k]
 
 
-def aggregate_by_document(response: SearchResponse, docs: int) -> list[tuple[str, float]]:
-    """Documents in first-occurrence order, each with its best chunk's score, at most ``docs``."""
-    return group_by_document(((hit.doc_id, hit.score) for hit in response.hits), docs)
-
-
-def group_by_document(hits: Iterable[tuple[str, float]], docs: int) -> list[tuple[str, float]]:
-    """(doc id, score) chunk hits, best first -> documents in first-occurrence order, each with
-    its best chunk's score, at most ``docs`` (braid's runs and the peer's alike)."""
-    best: dict[str, float] = {}
-    for doc_id, score in hits:
-        if not doc_id:
-            continue  # a chunk no store could return (deleted mid-run)
-        if doc_id in best:
-            best[doc_id] = max(best[doc_id], score)
-        elif len(best) < docs:
-            best[doc_id] = score
-    return list(best.items())
-
-
 def search_once(searcher: HybridSearcher, query: str, params: RunParams) -> SearchResponse:
     """One query through the product's query path, with every parameter explicit."""
     search_mode, rerank = split_mode(params.mode)
     return searcher.search(
         query,
-        top_k=params.depth,
+        top_k=params.docs,
         mode=search_mode,
         weights=params.weights,
         rrf_k=params.rrf_k,
@@ -188,6 +176,9 @@ def search_once(searcher: HybridSearcher, query: str, params: RunParams) -> Sear
         rerank=rerank,
         rerank_depth=params.rerank_depth,
         fusion=params.fusion,
+        group_by="document",
+        passages=1,
+        fusion_level=params.fusion_level,
     )
 
 
@@ -217,7 +208,7 @@ def execute_run(
     total = len(dataset.queries)
     for i, (qid, text) in enumerate(dataset.queries.items(), start=1):
         response = search_once(searcher, text, resolved)
-        ranking[qid] = aggregate_by_document(response, resolved.docs)
+        ranking[qid] = [(d.doc_id, d.score) for d in response.documents or ()]
         timings[qid] = dict(response.timings_ms)
         if on_query is not None:
             on_query(i, total)

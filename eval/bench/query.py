@@ -18,6 +18,7 @@ import numpy as np
 
 from braid.engine.config import Settings
 from braid.engine.dense.edge import QdrantEdgeDenseStore
+from braid.engine.fusion import FusionMethod
 from braid.engine.models import SearchMode
 from braid.eval.bench.corpus import queries, scaled_corpus
 from braid.eval.bench.stats import percentiles
@@ -27,11 +28,13 @@ from braid.ingestion.pipeline import Progress
 from braid.ingestion.service import Workspace, open_workspace
 
 BENCH_FILTER = {"year": {"$gte": 2000}, "source": {"$in": ["pubmed", "journal", "review"]}}
-MODES: dict[str, tuple[SearchMode, dict[str, Any] | None]] = {
-    "bm25": ("bm25", None),
-    "dense": ("dense", None),
-    "hybrid": ("hybrid", None),
-    "hybrid+filter": ("hybrid", BENCH_FILTER),
+# name -> (mode, filter, fusion method: None is the configured default)
+MODES: dict[str, tuple[SearchMode, dict[str, Any] | None, FusionMethod | None]] = {
+    "bm25": ("bm25", None, None),
+    "dense": ("dense", None, None),
+    "hybrid": ("hybrid", None, None),
+    "hybrid rrf": ("hybrid", None, "rrf"),  # the default before adaptive fusion, side by side
+    "hybrid+filter": ("hybrid", BENCH_FILTER, None),
 }
 
 
@@ -106,12 +109,12 @@ def run_query_bench(
             "filter": BENCH_FILTER,
             "modes": {},
         }
-        for name, (mode, flt) in MODES.items():
+        for name, (mode, flt, fusion) in MODES.items():
             samples = []
             ratios = []
             for text in texts:
                 timings = searcher.search(
-                    text, top_k=10, mode=mode, filter=flt, rerank=False
+                    text, top_k=10, mode=mode, filter=flt, rerank=False, fusion=fusion
                 ).timings_ms
                 samples.append(timings)
                 core = timings.get("embed", 0.0) + max(

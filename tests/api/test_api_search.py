@@ -69,7 +69,9 @@ def search(client: TestClient, **body: Any) -> Any:
 def test_modes_and_filters_return_exact_ids(
     search_client: TestClient, mode: str, query: str, filter: Any, expected: list[str]
 ) -> None:
-    response = search(search_client, query=query, mode=mode, filter=filter, top_k=5)
+    # Hybrid's expected ids are RRF's (k=60), hand-checked; the adaptive default has its own.
+    fusion = {"fusion": "rrf"} if mode == "hybrid" else {}
+    response = search(search_client, query=query, mode=mode, filter=filter, top_k=5, **fusion)
     assert hit_ids(response) == expected
     assert response.json()["mode"] == mode
 
@@ -80,8 +82,36 @@ def test_top_hit_in_every_mode(search_client: TestClient) -> None:
         assert hit_ids(response) == ["exoplanet-transit"]
 
 
+@pytest.mark.parametrize("query", [FUSION_QUERY, "coffee grind size", "planets orbiting stars"])
+def test_adaptive_default_by_hand(search_client: TestClient, query: str) -> None:
+    # Every candidate comes back (12 documents, top_k 100), so each leg's min and max are
+    # in the response: min-max by hand, weighted by the fusion_weights the API reports.
+    body = search(search_client, query=query, top_k=100, explain=True).json()
+    weights = body["fusion_weights"]
+    assert weights["bm25"] + weights["dense"] == pytest.approx(1.0)
+    legs: dict[str, dict[str, float]] = {"bm25": {}, "dense": {}}
+    for hit in body["hits"]:
+        for leg in legs:
+            if leg in hit["stages"]:
+                legs[leg][hit["chunk_id"]] = hit["stages"][leg]["score"]
+    expected = {}
+    for hit in body["hits"]:
+        total = 0.0
+        for leg, scores in legs.items():
+            low, high = min(scores.values()), max(scores.values())
+            if hit["chunk_id"] in scores:
+                value = 1.0 if high == low else (scores[hit["chunk_id"]] - low) / (high - low)
+                total += weights[leg] * value
+        expected[hit["chunk_id"]] = total
+    assert {h["chunk_id"]: h["score"] for h in body["hits"]} == pytest.approx(expected, abs=1e-5)
+    assert [h["score"] for h in body["hits"]] == pytest.approx(
+        sorted(expected.values(), reverse=True), abs=1e-5
+    )
+    assert all(h["stages"]["adaptive"]["rank"] == h["rank"] for h in body["hits"])
+
+
 def test_hybrid_rrf_score_and_explain_by_hand(search_client: TestClient) -> None:
-    response = search(search_client, query=FUSION_QUERY, top_k=3, explain=True)
+    response = search(search_client, query=FUSION_QUERY, top_k=3, explain=True, fusion="rrf")
     hits = response.json()["hits"]
     first = hits[0]
     assert first["doc_id"] == "rrf-fusion"
@@ -107,12 +137,15 @@ def test_weights_and_rrf_k(search_client: TestClient) -> None:
         explain=True,
         weights={"bm25": 2.0, "dense": 0.5},
         rrf_k=10,
+        fusion="rrf",
     )
     first = response.json()["hits"][0]
     assert first["doc_id"] == "rrf-fusion"
     assert first["score"] == pytest.approx(2.0 / 11 + 0.5 / 11)
     # A zero weight drops the dense list: the fused order is BM25's.
-    dense_off = search(search_client, query=FUSION_QUERY, weights={"bm25": 1, "dense": 0})
+    dense_off = search(
+        search_client, query=FUSION_QUERY, weights={"bm25": 1, "dense": 0}, fusion="rrf"
+    )
     assert hit_ids(dense_off)[:2] == ["rrf-fusion", "bm25-intro"]
 
 

@@ -14,7 +14,6 @@ import pytest
 from cli_helpers import SAMPLE_PATH, braid, cli_env, python_command, sample_ids
 from typer.testing import CliRunner, Result
 
-from braid.engine.fusion import RRF_K
 from braid.engine.locking import DataDirLock
 
 INGEST_KEYS = {"documents", "chunks", "skipped_unchanged", "deleted", "errors", "seconds"}
@@ -93,8 +92,8 @@ def test_search_json_top_hit(
     assert {"hits", "timings_ms"} <= set(response)
     hits = response["hits"]
     assert hits[0]["doc_id"] == top
-    # First in both rankings: weighted RRF gives it 1/(k+1) from each.
-    assert hits[0]["score"] == pytest.approx(2 / (RRF_K + 1))
+    # First in both rankings: adaptive fusion gives it share * 1 + (1 - share) * 1.
+    assert hits[0]["score"] == pytest.approx(1.0)
     assert set(hits[0]["stages"]) >= {"bm25", "dense"}
     assert hits[0]["chunk_id"] == f"{top}#0"
     assert {h["doc_id"] for h in hits} <= SAMPLE_IDS
@@ -133,10 +132,14 @@ def test_search_fuses_exactly_and_filters(runner: CliRunner, sample_data: tuple[
             data,
         )
     )
-    assert [(h["doc_id"], h["score"]) for h in hybrid["hits"]] == [
-        ("sourdough", pytest.approx(1 / (RRF_K + 1) + 1 / (RRF_K + 1))),
-        ("espresso", pytest.approx(1 / (RRF_K + 2))),
-    ]
+    # Adaptive fusion: sourdough tops both lists (1 from each, shares summing to 1);
+    # espresso, dense's second and absent from BM25, gets only part of dense's share.
+    share = hybrid["fusion_weights"]["bm25"]
+    assert 0.05 <= share <= 0.95
+    assert hybrid["fusion_weights"]["dense"] == pytest.approx(1 - share)
+    assert [h["doc_id"] for h in hybrid["hits"]] == ["sourdough", "espresso"]
+    assert hybrid["hits"][0]["score"] == pytest.approx(1.0)
+    assert 0.0 < hybrid["hits"][1]["score"] < 1 - share
     kitchen = json_out(
         braid(
             runner,

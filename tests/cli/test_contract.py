@@ -25,10 +25,9 @@ from cli_helpers import (
 from typer.testing import CliRunner
 
 from braid.engine.config import Settings
-from braid.engine.fusion import RRF_K
 
 INGEST_KEYS = {"documents", "chunks", "skipped_unchanged", "deleted", "errors", "seconds"}
-SEARCH_KEYS = {"hits", "timings_ms", "mode", "embedding_model", "reranker_model"}
+SEARCH_KEYS = {"hits", "timings_ms", "mode", "embedding_model", "reranker_model", "fusion_weights"}
 # The API's HitOut: what the README documents plus the 1-based rank and character offsets.
 HIT_KEYS = {
     "rank",
@@ -70,12 +69,14 @@ def test_search_local(runner: CliRunner, sample_data: tuple[Path, Any]) -> None:
     for rank, hit in enumerate(hits, start=1):
         assert set(hit) == HIT_KEYS
         assert hit["rank"] == rank
-        assert set(hit["stages"]) <= {"bm25", "dense", "rrf"}
+        assert set(hit["stages"]) <= {"bm25", "dense", "adaptive"}
         assert all(set(stage) == {"rank", "score"} for stage in hit["stages"].values())
-    # First in both retrievers: 1/(k+1) from each; one chunk per sample document.
+    # First in both retrievers: 1 from each under its share (adaptive fusion, the default);
+    # one chunk per sample document.
     top = hits[0]
     assert (top["doc_id"], top["chunk_id"]) == ("rrf-fusion", "rrf-fusion#0")
-    assert top["score"] == pytest.approx(2 / (RRF_K + 1))
+    assert top["score"] == pytest.approx(1.0)
+    assert set(response["fusion_weights"]) == {"bm25", "dense"}
     assert top["stages"]["bm25"]["rank"] == top["stages"]["dense"]["rank"] == 1
     assert (top["start"], top["end"]) == (0, len(top["text"]))
 

@@ -1,4 +1,4 @@
-"""DBSF, z-score and the one dispatch: hand-computed values, degenerate lists, determinism,
+"""DBSF, z-score, adaptive and the one dispatch: hand-computed values, degenerate lists, determinism,
 and agreement with Qdrant's own DBSF (qdrant-client's local mode) and ranx's fusion code."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from braid.engine.errors import InvalidRequestError
 from braid.engine.fusion import (
     FUSION_METHODS,
     FusionMethod,
+    adaptive_fusion,
     convex_fusion,
     dbsf_fusion,
     fuse,
@@ -47,8 +48,8 @@ def assert_fused(hits: list[Hit], expected: list[tuple[str, float]]) -> None:
     assert [h.score for h in hits] == pytest.approx([s for _, s in expected], rel=1e-12, abs=1e-15)
 
 
-def test_methods_are_the_four_named_ones() -> None:
-    assert FUSION_METHODS == ("rrf", "convex", "dbsf", "zscore")
+def test_methods_are_the_five_named_ones() -> None:
+    assert FUSION_METHODS == ("adaptive", "rrf", "convex", "dbsf", "zscore")
 
 
 # -- DBSF -------------------------------------------------------------------------------
@@ -251,6 +252,7 @@ def test_dispatch_calls_the_named_method() -> None:
     assert pairs(fuse("convex", legs)) == pairs(convex_fusion(legs))
     assert pairs(fuse("dbsf", legs)) == pairs(dbsf_fusion(legs))
     assert pairs(fuse("zscore", legs)) == pairs(zscore_fusion(legs))
+    assert pairs(fuse("adaptive", legs)) == pairs(adaptive_fusion(legs))
     with pytest.raises(ValueError, match="fusion method must be one of"):
         fuse("borda", legs)  # type: ignore[arg-type]
 

@@ -29,6 +29,7 @@ QUERIES = [
     "Lucene postings lists",
     "a hot drink",
 ]
+RRF = SearchDefaults(fusion="rrf")
 SCIENCE = {"saturn-rings", "exoplanet-transit", "photosynthesis"}
 KITCHEN = {"sourdough", "espresso"}
 
@@ -56,7 +57,8 @@ def searcher(
     embedder: SentenceTransformerEmbedder,
     stores: tuple[QdrantEdgeDenseStore, TantivySparseStore],
 ) -> Iterator[HybridSearcher]:
-    built = HybridSearcher(embedder, *stores)
+    # The fusion these tests compute by hand; the adaptive default has its own tests.
+    built = HybridSearcher(embedder, *stores, defaults=RRF)
     yield built
     built.close()
 
@@ -79,7 +81,7 @@ def reranking_searcher(
     from braid.engine.reranker import CrossEncoderReranker
 
     reranker = CrossEncoderReranker(str(cross_encoder_dir), device="cpu")
-    built = HybridSearcher(embedder, *stores, reranker=reranker)
+    built = HybridSearcher(embedder, *stores, reranker=reranker, defaults=RRF)
     yield built
     built.close()
 
@@ -292,7 +294,9 @@ def test_defaults_come_from_search_defaults(
     embedder: SentenceTransformerEmbedder,
     stores: tuple[QdrantEdgeDenseStore, TantivySparseStore],
 ) -> None:
-    defaults = SearchDefaults(weights={"bm25": 0.0, "dense": 1.0}, rrf_k=5, candidates=3)
+    defaults = SearchDefaults(
+        weights={"bm25": 0.0, "dense": 1.0}, rrf_k=5, candidates=3, fusion="rrf"
+    )
     searcher = HybridSearcher(embedder, *stores, defaults=defaults)
     try:
         hits = searcher.search("Lucene postings lists", top_k=3).hits

@@ -9,9 +9,8 @@ import pytest
 from eval_tiny import TRAIN, write_beir
 from ranx import Run as RanxRun
 
-from braid.engine.models import Chunk, Hit, SearchResponse
 from braid.eval.datasets import DatasetError, load_dataset, resolve_dataset, splits
-from braid.eval.runs import Run, aggregate_by_document, read_trec, write_trec
+from braid.eval.runs import Run, read_trec, write_trec
 
 
 def test_beir_layout(tmp_path: Path) -> None:
@@ -69,24 +68,3 @@ def test_trec_round_trip(tmp_path: Path) -> None:
     ranx_run = RanxRun.from_file(str(path), kind="trec")
     ordered = sorted(ranx_run.to_dict()["q1"].items(), key=lambda kv: -kv[1])
     assert [d for d, _ in ordered] == ["d3", "d1", "d2"]
-
-
-def _hit(doc: str, index: int, score: float) -> Hit:
-    chunk = Chunk(doc_id=doc, chunk_index=index, text="t")
-    return Hit(point_id=chunk.point_id, score=score, chunk=chunk)
-
-
-def test_aggregate_by_document() -> None:
-    response = SearchResponse(
-        hits=[
-            _hit("a", 1, 0.9),
-            _hit("b", 0, 0.8),
-            _hit("a", 0, 0.7),
-            Hit("orphan", 0.6),
-            _hit("c", 0, 0.5),
-        ],
-        timings_ms={},
-        mode="hybrid",
-    )
-    assert aggregate_by_document(response, docs=10) == [("a", 0.9), ("b", 0.8), ("c", 0.5)]
-    assert aggregate_by_document(response, docs=2) == [("a", 0.9), ("b", 0.8)]

@@ -52,10 +52,9 @@ def test_modes_through_the_searcher(tiny_index: EvalIndex, tiny_dataset: Path) -
         assert result.means["ndcg@10"] > 0.9
         assert set(result.latency) >= {"fuse", "fetch", "total"}
     hybrid = results[2]
-    assert (
-        hybrid.run.meta["params"]["rrf_k"] == 60
-        and hybrid.run.meta["params"]["candidates"] == 100  # max(default, depth)
-    )
+    params = hybrid.run.meta["params"]
+    assert params["fusion"] == "adaptive" and "rrf_k" not in params  # k is rrf's alone
+    assert params["candidates"] == 100  # max(default, depth)
     assert hybrid.run.meta["tag"].startswith("braid.tiny.train.hybrid.")
     assert "embed" in hybrid.latency and "sparse" in hybrid.latency
     comparisons = significance(results)
