@@ -22,7 +22,8 @@ from braid.eval.indexes import default_index_dir
 from braid.eval.metrics import METRICS
 
 
-def _plt() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (files only, no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,7 +39,7 @@ def plot_grid(
     convex = [p for p in points if p["params"].get("fusion") == "convex"]
     if not rrf and not convex:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     if rrf:
         depth = max(
@@ -94,7 +95,7 @@ def plot_quality_latency(
     path: Path,
     metric: str = "ndcg@10",
 ) -> Path | None:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 5))
     drawn = False
     if points:
@@ -170,7 +171,7 @@ def plot_wins_losses(
     others = [m for m in ("bm25", "dense") if m in modes]
     if system not in modes or not others:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(others), figsize=(5.5 * len(others), 3.8), squeeze=False)
     mine = modes[system]["per_query"][metric]
     for ax, other in zip(axes[0], others, strict=True):
@@ -192,16 +193,47 @@ def plot_wins_losses(
     return path
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A Markdown table's lines."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
 
 
-def _f(value: Any, digits: int = 4) -> str:
+def cell(value: Any, digits: int = 4) -> str:
+    """A table cell: floats to ``digits`` places, None as a dash."""
     return (
         "–" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
     )
+
+
+TESTS = "randomisation test (10,000 sign flips), Holm-corrected per metric"
+
+
+def significance_families(
+    result: Mapping[str, Any],
+) -> list[tuple[str, list[Mapping[str, Any]]]]:
+    """The result's paired tests grouped by baseline, each under its heading: against the best
+    single retriever (``result["baseline"]``), against the peer (``result["peer"]``: braid's
+    fusing modes only), then any other baseline, in the order the tests were saved."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for c in result.get("significance") or []:
+        groups.setdefault(c["baseline"], []).append(c)
+    best, peer = result.get("baseline"), result.get("peer")
+    order = [b for b in (best, peer) if b in groups] + [b for b in groups if b not in (best, peer)]
+    families = []
+    for baseline in order:
+        if baseline == best:
+            heading = f"Paired tests against the best single retriever (`{best}`), {TESTS}:"
+        elif baseline == peer:
+            heading = (
+                f"Paired tests against Qdrant's own hybrid (`{peer}`), braid's fusing modes "
+                f"only, {TESTS}:"
+            )
+        else:
+            heading = f"Paired tests against `{baseline}`, {TESTS}:"
+        families.append((heading, groups[baseline]))
+    return families
 
 
 def write_report(
@@ -229,36 +261,34 @@ def write_report(
             rows.append(
                 [
                     mode,
-                    *(_f(entry["metrics"].get(m)) for m in METRICS),
-                    _f(anchor.get("ndcg@10")),
+                    *(cell(entry["metrics"].get(m)) for m in METRICS),
+                    cell(anchor.get("ndcg@10")),
                     anchor.get("system", ""),
                 ]
             )
-        lines += _table(["mode", *METRICS, "anchor nDCG@10", "anchor"], rows)
+        lines += markdown_table(["mode", *METRICS, "anchor nDCG@10", "anchor"], rows)
         lines.append("")
-        if result.get("significance"):
-            lines.append(
-                f"Paired tests against the best single retriever (`{result['baseline']}`), "
-                "randomisation test (10,000 sign flips), Holm-corrected per metric:"
-            )
-            lines.append("")
+        for heading, family in significance_families(result):
+            lines += [heading, ""]
             rows = [
                 [
                     c["system"],
                     c["metric"],
                     f"{c['delta']:+.4f}",
-                    _f(c["p_randomisation"]),
-                    _f(c["p_ttest"]),
-                    _f(c["p_holm"]) + (" *" if c["significant"] else ""),
+                    cell(c["p_randomisation"]),
+                    cell(c["p_ttest"]),
+                    cell(c["p_holm"]) + (" *" if c["significant"] else ""),
                     f"{c['wins']}/{c['losses']}/{c['ties']}",
                 ]
-                for c in result["significance"]
+                for c in family
             ]
-            lines += _table(
+            lines += markdown_table(
                 ["mode", "metric", "delta", "p rand.", "p t-test", "p Holm", "W/L/T"], rows
             )
             lines.append("")
-        stages = ("embed", "dense", "sparse", "fuse", "rerank", "fetch", "total")
+        stages: tuple[str, ...] = ("embed", "dense", "sparse", "fuse", "rerank", "fetch", "total")
+        if result.get("peer"):  # the peer's one engine call (prefetches, fusion, payloads)
+            stages = (*stages[:-1], "query", "total")
         rows = []
         for mode, entry in result["modes"].items():
             cells = []
@@ -268,7 +298,7 @@ def write_report(
             rows.append([mode, *cells])
         lines.append("Latency per query in ms, p50 / p95:")
         lines.append("")
-        lines += _table(["mode", *stages], rows)
+        lines += markdown_table(["mode", *stages], rows)
         lines.append("")
         for other, counts in wins_losses(result).items():
             lines.append(
@@ -283,17 +313,18 @@ def write_report(
         lines.append("")
         lines.append(
             f"Chosen: `{chosen.get('label')}` with train nDCG@10 "
-            f"{_f(chosen.get('metrics', {}).get('ndcg@10'))}; saved as profile "
+            f"{cell(chosen.get('metrics', {}).get('ndcg@10'))}; saved as profile "
             f"`{sweep.get('profile')}`."
         )
         lines.append("")
         if sweep.get("test"):
             rows = [
-                [n, _f(v.get("ndcg@10")), _f(v.get("recall@100"))] for n, v in sweep["test"].items()
+                [n, cell(v.get("ndcg@10")), cell(v.get("recall@100"))]
+                for n, v in sweep["test"].items()
             ]
             lines.append(f"On `{sweep.get('test_split')}` (chosen on train, reported once):")
             lines.append("")
-            lines += _table(["configuration", "nDCG@10", "R@100"], rows)
+            lines += markdown_table(["configuration", "nDCG@10", "R@100"], rows)
             lines.append("")
         if (plot := plot_grid(points, out_dir / "grid.png")) is not None:
             lines += [f"![nDCG@10 across the grid]({plot.name})", ""]

@@ -1,4 +1,4 @@
-"""``braid eval ...``: run, sweep, report, perturb, compare.
+"""``braid eval ...``: run, suite, sweep, report, perturb, compare.
 
 Each command is a thin wrapper over ``braid.eval``: options -> ``load_settings`` -> read the
 dataset (a bad one is a usage error, exit 2) -> one library call -> ``emit_json`` or a table.
@@ -25,6 +25,7 @@ from braid.cli.common import (
     fail,
     load_settings,
     out,
+    print_table,
     progress,
     show,
 )
@@ -133,6 +134,73 @@ def run_command(
             progress=stage_progress(as_json),
         )
     show(report, as_json, print_run)
+
+
+# -- braid eval suite -----------------------------------------------------------------------
+
+
+@eval_app.command("suite")
+def suite_command(
+    datasets_dir: Annotated[
+        Path,
+        typer.Argument(
+            envvar="BRAID_EVAL_DATASETS",
+            help="folder of dataset folders (BEIR layout), each run as `eval run` runs it",
+        ),
+    ],
+    split: Annotated[
+        str, typer.Option(help="qrels split (a collection without it is skipped)")
+    ] = "test",
+    names: Annotated[
+        list[str] | None,
+        typer.Option("--datasets", help="only these collections (repeatable; default all)"),
+    ] = None,
+    mode: Annotated[
+        list[str] | None,
+        typer.Option("--mode", help="modes (repeatable; default bm25 dense hybrid peer-qdrant)"),
+    ] = None,
+    profile: ProfileOption = None,
+    limit: LimitOption = None,
+    data_dir: DataDirOption = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="folder for suite.md/.json/.png (default <data-dir>/eval/suite)"
+        ),
+    ] = None,
+    save: Annotated[
+        bool, typer.Option(help="save each collection's run files and result, as `eval run`")
+    ] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Every collection through the same modes: one table of nDCG@10 and R@100, and hybrid's
+    paired tests against the best single retriever and the peer."""
+    from braid.engine.config import Settings
+    from braid.eval.experiments import choose_modes
+    from braid.eval.suite import SUITE_MODES, plan_suite, run_suite, write_suite
+
+    settings = load_settings(data_dir, profile=profile)
+    profile_name = profile or Settings(data_dir=settings.data_dir).profile
+    with exit_on_error(ExitCode.USAGE):
+        plan = plan_suite(datasets_dir, split, names or (), limit)
+        modes = choose_modes(mode or SUITE_MODES, settings)
+    with exit_on_error():
+        report = run_suite(
+            plan,
+            settings,
+            modes,
+            profile=profile_name,
+            save=save,
+            progress=stage_progress(as_json),
+        )
+    files = write_suite(report, out_dir or settings.data_dir / "eval" / "suite")
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    print_table(f"suite {datasets_dir} ({split})", report.columns(), report.rows())
+    for skipped in report.skipped:
+        console.print(f"[dim]skipped {skipped.dataset}: {skipped.reason}[/]", highlight=False)
+    console.print(f"[dim]wrote {', '.join(str(p) for p in files.values() if p)}[/]")
 
 
 # -- braid eval sweep -----------------------------------------------------------------------
