@@ -141,6 +141,7 @@ def build_sparse_store(
             settings.sparse_dir,
             read_only=read_only,
             writer_threads=settings.tantivy.writer_threads,
+            query_stopwords=settings.sparse.query_stopwords,
         )
         # A reader sees each commit of the writing process as soon as it is made.
         return FollowingSparseStore(store) if read_only else store
@@ -159,7 +160,12 @@ def build_sparse_store(
             qdrant_options(settings),
             owns_client=client is None,
         )
-    return QdrantSparseStore(collection, avg_len=settings.sparse.avg_len, read_only=read_only)
+    return QdrantSparseStore(
+        collection,
+        avg_len=settings.sparse.avg_len,
+        read_only=read_only,
+        query_stopwords=settings.sparse.query_stopwords,
+    )
 
 
 def record_sparse_backend(settings: Settings) -> None:

@@ -6,8 +6,9 @@ chunk stores, for each of its terms, BM25's saturated term frequency
 
     tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avg_len))
 
-and a query stores how often each term occurs in it; their dot product times the IDF is
-Tantivy's BM25 score (which keeps the ``k1 + 1`` factor). The one approximation is
+and a query stores how often each of its terms occurs in it (English stopwords dropped
+unless ``query_stopwords`` is "none": ``analysis.query_terms``); their dot product times the
+IDF is Tantivy's BM25 score (which keeps the ``k1 + 1`` factor). The one approximation is
 ``avg_len``: Tantivy recomputes the corpus average at every commit, a stored vector keeps the
 average it was written with (``QdrantSparseStore`` measures it on the first write and
 ``optimize`` rewrites the vectors when the corpus has drifted from it).
@@ -23,7 +24,12 @@ import hashlib
 from collections import Counter
 
 from braid.engine.qdrant.points import SparseVector
-from braid.engine.sparse.analysis import en_stem_analyzer
+from braid.engine.sparse.analysis import (
+    QueryStopwords,
+    checked_query_stopwords,
+    en_stem_analyzer,
+    query_terms,
+)
 
 K1 = 1.2
 B = 0.75
@@ -43,15 +49,31 @@ def term_dimension(term: str) -> int:
 class Bm25Encoder:
     """Turns chunk text and query text into BM25 sparse vectors."""
 
-    def __init__(self, k1: float = K1, b: float = B) -> None:
+    def __init__(
+        self, k1: float = K1, b: float = B, *, query_stopwords: QueryStopwords = "english"
+    ) -> None:
+        """An encoder with BM25's ``k1`` and ``b``.
+
+        Args:
+            query_stopwords: what ``query`` drops from query text (``analysis.query_terms``);
+                chunk text always keeps every term.
+
+        Raises:
+            ConfigError: ``query_stopwords`` is not a known option.
+        """
         self.k1 = k1
         self.b = b
+        self.query_stopwords = checked_query_stopwords(query_stopwords)
         self._analyzer = en_stem_analyzer()
         self._dimensions: dict[str, int] = {}
 
     def terms(self, text: str) -> list[str]:
-        """Analysed terms of ``text``, in order, repeats kept."""
+        """Analysed terms of chunk ``text``, in order, repeats kept (every term)."""
         return list(self._analyzer.analyze(text))
+
+    def query_terms(self, text: str) -> list[str]:
+        """Analysed terms of query ``text``, in order, repeats kept, stopwords per option."""
+        return query_terms(text, self.query_stopwords)
 
     def _dimension(self, term: str) -> int:
         dim = self._dimensions.get(term)
@@ -74,7 +96,7 @@ class Bm25Encoder:
     def query(self, text: str) -> SparseVectorData:
         """How often each query term occurs (a repeated term counts again, as in Tantivy)."""
         weights: dict[int, float] = {}
-        for term, count in Counter(self.terms(text)).items():
+        for term, count in Counter(self.query_terms(text)).items():
             dim = self._dimension(term)
             weights[dim] = weights.get(dim, 0.0) + float(count)
         return _sorted_vector(weights)

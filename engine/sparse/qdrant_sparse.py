@@ -3,8 +3,8 @@
 The second ``SparseStore``, for deployments that outgrow one Tantivy writer: BM25 then lives
 in Qdrant (Edge in-process, or a server / cluster with shards and replicas), so the sparse side
 scales, replicates and filters exactly like the dense side, and API processes hold no index
-files. Scoring is Tantivy's BM25 (``bm25_vectors``) with the same analysis; the stored
-average chunk length is the one approximation.
+files. Scoring is Tantivy's BM25 (``bm25_vectors``) with the same analysis (query stopwords
+included); the stored average chunk length is the one approximation.
 
 Writes are buffered until ``commit()``, as in Tantivy, so the ingestion pipeline's ordering
 (ledger pending, both stores, commit, ledger indexed) holds unchanged. Qdrant makes each
@@ -25,7 +25,7 @@ from braid.engine.models import Chunk, ScoredPoint
 from braid.engine.payload import chunk_from_payload, chunk_payload
 from braid.engine.qdrant.points import CORE_INDEXES, Point, metadata_index_kinds
 from braid.engine.qdrant.protocol import Collection
-from braid.engine.sparse.analysis import bm25_text
+from braid.engine.sparse.analysis import QueryStopwords, bm25_text
 from braid.engine.sparse.bm25_vectors import K1, B, Bm25Encoder
 
 SCORING = "bm25-tantivy-en_stem-blake2b32"
@@ -53,6 +53,7 @@ class QdrantSparseStore:
         *,
         avg_len: float | None = None,
         read_only: bool = False,
+        query_stopwords: QueryStopwords = "english",
     ) -> None:
         """Open the store kept in ``collection``.
 
@@ -62,13 +63,16 @@ class QdrantSparseStore:
                 ``None`` measures it on the first commit.
             read_only: search only (an API reader beside ``braid worker``): never writes,
                 not even the manifest, which belongs to the writer.
+            query_stopwords: what ``search`` drops from query text (``analysis.query_terms``);
+                chunks are stored with every term, so changing it needs no re-index.
 
         Raises:
-            ConfigError: the collection was written with another BM25 scoring scheme.
+            ConfigError: the collection was written with another BM25 scoring scheme, or
+                ``query_stopwords`` is not a known option.
         """
         self._collection = collection
         self._read_only = read_only
-        self._encoder = Bm25Encoder(K1, B)
+        self._encoder = Bm25Encoder(K1, B, query_stopwords=query_stopwords)
         self._lock = threading.Lock()
         self._pending: list[_Upsert | _Delete] = []
         stored = collection.manifest()
@@ -146,6 +150,10 @@ class QdrantSparseStore:
     def _point(self, chunk: Chunk, avg_len: float) -> Point:
         vector = self._encoder.document(self._encoder.terms(bm25_text(chunk)), avg_len)
         return Point(chunk.point_id, vector, chunk_payload(chunk))
+
+    def analyze(self, text: str) -> list[str]:
+        """Terms of query ``text`` as ``search`` scores them (stopwords per the option)."""
+        return self._encoder.query_terms(text)
 
     def search(self, query: str, limit: int, filter: FilterExpr | None = None) -> list[ScoredPoint]:
         """Best ``limit`` chunks by BM25 (k1 1.2, b 0.75), best first, ties by point id.

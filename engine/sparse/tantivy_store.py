@@ -4,7 +4,9 @@ Layout: ``content`` (title + text, ``en_stem``: simple tokenizer, lowercase, Eng
 Snowball stemmer) is the one BM25 field, as Anserini's "flat" BEIR baseline indexes it;
 ``key_hi``/``key_lo`` are the point id's two 64-bit halves in fast fields, so a hit maps to
 its point id without loading the stored document; ``payload`` keeps the chunk for ``fetch``;
-``meta``/``num``/``dt`` hold metadata for filtering (see ``tantivy_filters``).
+``meta``/``num``/``dt`` hold metadata for filtering (see ``tantivy_filters``). Query text
+may drop English stopwords (``analysis.query_terms``); the index keeps every term, so that
+choice needs no re-index.
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ from braid.engine.errors import BackendUnavailableError, IndexLockedError
 from braid.engine.filters import FilterExpr, iso_to_epoch
 from braid.engine.models import Chunk, ScoredPoint
 from braid.engine.payload import chunk_from_payload, chunk_payload
-from braid.engine.sparse.analysis import bm25_text, en_stem_analyzer
+from braid.engine.sparse.analysis import (
+    QueryStopwords,
+    bm25_text,
+    checked_query_stopwords,
+    query_terms,
+)
 from braid.engine.sparse.tantivy_filters import meta_string, ordered_code, to_tantivy_query
 
 BM25_FIELD = "content"
@@ -48,16 +55,16 @@ def build_schema() -> tantivy.Schema:
     return builder.build()
 
 
-def query_analyzer() -> tantivy.TextAnalyzer:
-    """The same analysis chain as Tantivy's built-in ``en_stem``, for query text."""
-    return en_stem_analyzer()
-
-
 class TantivySparseStore:
     """BM25 store on a Tantivy index directory; one writer per index (a file lock)."""
 
     def __init__(
-        self, path: str | Path, *, read_only: bool = False, writer_threads: int = 1
+        self,
+        path: str | Path,
+        *,
+        read_only: bool = False,
+        writer_threads: int = 1,
+        query_stopwords: QueryStopwords = "english",
     ) -> None:
         """Open or create the index at ``path``.
 
@@ -65,11 +72,15 @@ class TantivySparseStore:
             path: index directory (created when missing).
             read_only: open without a writer (another process writes; call ``reload()``).
             writer_threads: Tantivy indexing threads.
+            query_stopwords: what ``search`` drops from query text (``analysis.query_terms``);
+                chunks are indexed with every term, so changing it needs no re-index.
 
         Raises:
             IndexLockedError: another process holds the writer lock.
             BackendUnavailableError: the directory is not a compatible index.
+            ConfigError: ``query_stopwords`` is not a known option.
         """
+        self._query_stopwords = checked_query_stopwords(query_stopwords)
         self._path = Path(path)
         self._path.mkdir(parents=True, exist_ok=True)
         try:
@@ -79,7 +90,6 @@ class TantivySparseStore:
                 f"cannot open Tantivy index at {self._path}: {exc}"
             ) from exc
         self._schema = self._index.schema
-        self._analyzer = query_analyzer()
         self._lock = threading.Lock()
         self._writer: tantivy.IndexWriter | None = None
         self._read_only = read_only
@@ -158,15 +168,21 @@ class TantivySparseStore:
         self._index.reload()
 
     def analyze(self, text: str) -> list[str]:
-        """Terms of ``text`` as the index sees them."""
-        return list(self._analyzer.analyze(text))
+        """Terms of query ``text`` as ``search`` scores them (stopwords per the option).
+
+        The surviving terms are exactly the index's (``en_stem``); with ``"none"``, or a query
+        of stopwords only, they are all of them.
+        """
+        return query_terms(text, self._query_stopwords)
 
     def search(self, query: str, limit: int, filter: FilterExpr | None = None) -> list[ScoredPoint]:
         """Best ``limit`` chunks by BM25 (k1 1.2, b 0.75), best first.
 
         Every query term is an OR-ed term query on ``content`` (no query syntax, so user text
-        cannot fail to parse). The filter is a zero-score required clause: it restricts the
-        candidates before top-k and leaves BM25 scores unchanged.
+        cannot fail to parse); a repeated term is one clause per occurrence, so its score
+        counts once per occurrence, as the Qdrant store's query vector does. The filter is a
+        zero-score required clause: it restricts the candidates before top-k and leaves BM25
+        scores unchanged.
         """
         terms = self.analyze(query)
         if not terms or limit <= 0:

@@ -23,7 +23,7 @@ from rank_bm25 import BM25Okapi
 from braid.engine.filters import parse_filter
 from braid.engine.models import Chunk, ScoredPoint
 from braid.engine.qdrant.protocol import Collection
-from braid.engine.sparse.analysis import bm25_text
+from braid.engine.sparse.analysis import bm25_text, document_terms
 from braid.engine.sparse.qdrant_backends import ClientSparseCollection, EdgeSparseCollection
 from braid.engine.sparse.qdrant_sparse import QdrantSparseStore
 from braid.engine.sparse.tantivy_store import TantivySparseStore
@@ -111,7 +111,7 @@ def store(
 
 @pytest.fixture(scope="module")
 def tokens(store: TantivySparseStore, corpus: list[Chunk]) -> list[list[str]]:
-    return [store.analyze(bm25_text(c)) for c in corpus]
+    return [document_terms(bm25_text(c)) for c in corpus]
 
 
 @pytest.fixture(scope="module")

@@ -252,8 +252,8 @@ def test_top_k_and_candidates(searcher: HybridSearcher) -> None:
     hits = searcher.search("ranking documents", top_k=4, mode="dense", candidates=1).hits
     assert len(hits) == 4
     # Each retriever contributes its best `candidates` hits only. By default hnsw-index
-    # reaches the fused top 3 of this query with dense rank 4; with 3 candidates it cannot.
-    query = "a hot drink"
+    # reaches the fused top 3 of this query with dense rank 12; with 3 candidates it cannot.
+    query = "a drink made from beans"
     wide = searcher.search(query, top_k=3).hits
     assert max(s.rank for h in wide for s in h.stages.values()) > 3
     narrow = searcher.search(query, top_k=3, candidates=3).hits

@@ -102,11 +102,11 @@ class SparseStoreContract(ChunkStoreContract):
         assert doc_ids_of(shared.search(query, 12), doc_of) == EXPECTED[query]
 
     def test_scores_are_descending_and_limit_cuts(self, shared: SparseStore) -> None:
-        full = shared.search("ranking documents by frequency", 12)
+        full = shared.search("ranking documents by query term frequency", 12)
         assert len(full) >= 5
         assert all(a.score >= b.score for a, b in zip(full, full[1:], strict=False))
-        assert shared.search("ranking documents by frequency", 3) == full[:3]
-        assert shared.search("ranking documents by frequency", 0) == []
+        assert shared.search("ranking documents by query term frequency", 3) == full[:3]
+        assert shared.search("ranking documents by query term frequency", 0) == []
 
     def test_ties_break_by_point_id(self, store: SparseStore) -> None:
         twins = [Chunk(f"twin-{i}", 0, "identical words here") for i in range(5)]
