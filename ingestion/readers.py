@@ -76,7 +76,15 @@ def read_jsonl_stream(stream: IO[bytes], name: str) -> Iterator[Record]:
         except json.JSONDecodeError as exc:
             yield InputError(origin, f"malformed JSON: {exc.msg} (column {exc.colno})")
             continue
-        yield record_to_document(obj, origin)
+        except RecursionError:
+            # json's decoder recurses once per nesting level: a line nested thousands of
+            # levels deep is bad input, not a crash (the lines around it still count).
+            yield InputError(origin, "malformed JSON: nested too deeply")
+            continue
+        try:
+            yield record_to_document(obj, origin)
+        except RecursionError:
+            yield InputError(origin, "metadata nested too deeply")
 
 
 def read_jsonl(path: Path) -> Iterator[Record]:

@@ -66,6 +66,7 @@ def load_settings(data_dir: Path | None = None, *, profile: str | None = None) -
     to look up again.
     """
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from braid.engine.config import Settings
     from braid.engine.profiles import apply_profile, load_profile, with_profile
@@ -73,7 +74,16 @@ def load_settings(data_dir: Path | None = None, *, profile: str | None = None) -
     try:
         settings = Settings(data_dir=data_dir) if data_dir is not None else Settings()
     except ValidationError as exc:
-        raise fail(f"invalid settings: {exc}", ExitCode.USAGE) from exc
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise fail(f"invalid settings: {problems}", ExitCode.USAGE) from exc
+    except SettingsError as exc:  # an environment value that does not parse (bad JSON)
+        cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+        raise fail(f"invalid settings: {exc}{cause}", ExitCode.USAGE) from exc
+    if settings.data_dir.exists() and not settings.data_dir.is_dir():
+        raise fail(f"the data dir {settings.data_dir} is a file, not a folder", ExitCode.USAGE)
     try:
         settings = with_profile(settings)
         if profile is not None:
@@ -191,14 +201,30 @@ def progress(label: str, quiet: bool) -> Iterator[Callable[[int, int], None]]:
         yield update
 
 
+def require_index(settings: Settings) -> None:
+    """Exit 1 unless the data dir holds a braid index: commands that only read or look after
+    an index never create one (a mistyped ``--data-dir`` is not an empty result)."""
+    from braid.ingestion.ledger import LEDGER_FILE
+
+    if not (settings.data_dir / LEDGER_FILE).is_file():
+        where = "does not exist" if not settings.data_dir.exists() else "holds no braid index"
+        raise fail(
+            f"{settings.data_dir} {where}: ingest into it first (braid ingest PATH --data-dir "
+            f"{settings.data_dir}), or check --data-dir / BRAID_DATA_DIR"
+        )
+
+
 @contextmanager
 def owned_workspace(settings: Settings, role: str, *, models: bool = True) -> Iterator[Workspace]:
-    """The data dir opened as its one owner (``models=False``: stores only, no model loaded).
+    """An existing data dir opened as its one owner (``models=False``: stores only).
 
-    Opening or running into a ``BraidError`` (the data dir in use, a model mismatch, ...)
-    exits 1 with its message; the workspace is closed either way.
+    A data dir without an index exits 1 (``require_index``). Opening or running into a
+    ``BraidError`` (the data dir in use, a model mismatch, ...) exits 1 with its message; the
+    workspace is closed either way.
     """
     from braid.ingestion.service import open_workspace
+
+    require_index(settings)
 
     try:
         workspace = open_workspace(settings, role=role, models=models)

@@ -22,6 +22,7 @@ from braid.cli.common import (
     out,
     parse_filter_option,
     print_table,
+    require_index,
 )
 from braid.engine.errors import BraidError
 
@@ -57,6 +58,7 @@ def search(
         raise fail("--mode must be hybrid, dense or bm25", ExitCode.USAGE)
     raw_filter, expr = parse_filter_option(filter_json)
     settings = load_settings(data_dir, profile=profile)
+    require_index(settings)
     # Edge and Tantivy are single-process: hold the data dir while searching it, or, when a
     # server holds it, ask the server.
     lock = DataDirLock(settings.data_dir, role="braid search")

@@ -99,7 +99,12 @@ def test_stats(runner: CliRunner, sample_data: tuple[Path, Any]) -> None:
     assert stats["data_dir"] == str(data) and stats["bytes"] > 0
 
 
-def test_stats_of_an_empty_data_dir(runner: CliRunner, tmp_path: Path) -> None:
+def test_stats_of_an_index_with_no_documents(runner: CliRunner, tmp_path: Path) -> None:
+    from braid.engine.config import Settings
+    from braid.ingestion.service import open_workspace
+
+    # An index opened once and never written to (a missing data dir is refused instead).
+    open_workspace(Settings(data_dir=tmp_path / "empty"), role="test", models=False).close()
     stats = braid_json(runner, "stats", "--data-dir", str(tmp_path / "empty"))
     assert set(stats) == STATS_KEYS
     assert stats["embedding_model"] is None  # nothing stored yet, no model loaded to ask

@@ -236,3 +236,17 @@ def test_bad_records_are_errors_with_file_and_line(tmp_path: Path, raw: bytes, r
     assert error.origin == f"{path}:3"  # the blank line 2 still counts
     assert reason in error.message
     assert str(error).startswith(f"{path}:3: ")
+
+
+def test_a_line_nested_too_deeply_is_an_input_error_and_its_neighbours_still_count() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    deep_metadata = b'{"id": "c", "text": "x", "metadata": ' + b'{"k": ' * 50_000 + b"1"
+    deep_metadata += b"}" * 50_000 + b"}"
+    lines = [b'{"id": "a", "text": "one"}', deep, b'{"id": "b", "text": "two"}', deep_metadata]
+    records = list(read_jsonl_stream(io.BytesIO(b"\n".join(lines) + b"\n"), "f.jsonl"))
+    assert [getattr(r, "doc_id", None) for r in records] == ["a", None, "b", None]
+    errors = [r for r in records if isinstance(r, InputError)]
+    assert [(e.origin, e.message) for e in errors] == [
+        ("f.jsonl:2", "malformed JSON: nested too deeply"),
+        ("f.jsonl:4", "malformed JSON: nested too deeply"),
+    ]

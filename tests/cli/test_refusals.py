@@ -1,0 +1,74 @@
+"""Commands refuse what they cannot do with a message and a documented exit code, and create
+nothing: a missing data dir, a data dir that is a file, settings that do not parse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cli_helpers import braid, make_runner
+from typer.testing import CliRunner
+
+
+def said(result: object) -> str:
+    """stderr with the console's line wrapping undone."""
+    return " ".join(str(getattr(result, "stderr", "")).split())
+
+
+READ_COMMANDS = [
+    ["search", "anything"],
+    ["stats"],
+    ["collections"],
+    ["delete", "some-doc"],
+    ["optimize"],
+    ["promote", "braid_chunks"],
+    ["drop", "braid_chunks"],
+]
+
+
+@pytest.mark.parametrize("command", READ_COMMANDS, ids=lambda c: c[0])
+def test_a_missing_data_dir_is_refused_and_not_created(
+    runner: CliRunner, tmp_path: Path, command: list[str]
+) -> None:
+    missing = tmp_path / "typo"
+    result = braid(runner, *command, "--data-dir", str(missing))
+    assert result.exit_code == 1
+    assert f"{missing} does not exist: ingest into it first" in said(result)
+    assert not missing.exists()
+
+
+def test_a_folder_without_an_index_is_refused(runner: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not an index")
+    result = braid(runner, "search", "anything", "--data-dir", str(tmp_path))
+    assert result.exit_code == 1
+    assert "holds no braid index" in said(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # nothing created
+
+
+@pytest.mark.parametrize("command", [["search", "x"], ["stats"], ["ingest", "-"]])
+def test_a_data_dir_that_is_a_file_is_a_usage_error(
+    runner: CliRunner, tmp_path: Path, command: list[str]
+) -> None:
+    path = tmp_path / "a-file"
+    path.write_text("x")
+    result = braid(runner, *command, "--data-dir", str(path))
+    assert result.exit_code == 2
+    assert f"the data dir {path} is a file, not a folder" in said(result)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"BRAID_FUSION__RRF_K": "-5"}, "invalid settings: fusion.rrf_k: Input should be greater"),
+        ({"BRAID_API__KEYS": "not-json"}, 'invalid settings: error parsing value for field "api"'),
+        ({"BRAID_FUSION__METHOD": "borda"}, "invalid settings: fusion.method"),
+    ],
+)
+def test_invalid_settings_are_a_usage_error_without_a_traceback(
+    tmp_path: Path, env: dict[str, str], message: str
+) -> None:
+    runner = make_runner(**env)
+    result = braid(runner, "search", "anything", "--data-dir", str(tmp_path / "d"))
+    assert result.exit_code == 2
+    assert message in said(result)
+    assert "Traceback" not in result.stderr
