@@ -107,6 +107,12 @@ class ChunkingSettings(BaseModel):
         default=None, ge=32, description="tokens per chunk; default: the embedder's max_seq_length"
     )
     overlap_tokens: int = Field(default=32, ge=0)
+    max_document_chars: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="longer documents are refused as input errors (about 1,000 chunks and "
+        "minutes of embedding on a CPU at the default)",
+    )
 
 
 class FusionSettings(BaseModel):

@@ -103,8 +103,12 @@ class IngestPipeline:
         *,
         batch_size: int = 64,
         commit_every: int = 4096,
+        max_document_chars: int | None = None,
     ) -> None:
         self.embedder = embedder
+        # Larger documents are refused as input errors: one 5 MB file would otherwise become
+        # thousands of chunks and many minutes of embedding without a word.
+        self.max_document_chars = max_document_chars
         self.dense = dense
         self.sparse = sparse
         self.ledger = ledger
@@ -285,6 +289,8 @@ class IngestPipeline:
         for record in without_duplicates(records):
             if stop.is_set():
                 break
+            if not isinstance(record, InputError):
+                record = self._within_limits(record)
             if isinstance(record, InputError):
                 with lock:
                     report.errors.append(str(record))
@@ -297,6 +303,17 @@ class IngestPipeline:
                 flush()
                 chunk_estimate = 0
         flush()
+
+    def _within_limits(self, doc: SourceDocument) -> SourceDocument | InputError:
+        limit = self.max_document_chars
+        if limit is None or len(doc.text) <= limit:
+            return doc
+        return InputError(
+            doc.origin or doc.doc_id,
+            f"document {doc.doc_id!r} has {len(doc.text):,} characters, more than "
+            f"chunking.max_document_chars ({limit:,}): split it, or raise "
+            "BRAID_CHUNKING__MAX_DOCUMENT_CHARS",
+        )
 
     def _prepare(
         self, docs: list[SourceDocument], report: IngestReport, lock: threading.Lock

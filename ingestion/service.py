@@ -109,5 +109,6 @@ def open_workspace(
         ledger,
         chunker,
         batch_size=batch_size or settings.embedder.batch_size,
+        max_document_chars=settings.chunking.max_document_chars,
     )
     return Workspace(settings=settings, engine=engine, ledger=ledger, pipeline=pipeline, lock=lock)

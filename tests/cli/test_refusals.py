@@ -72,3 +72,27 @@ def test_invalid_settings_are_a_usage_error_without_a_traceback(
     assert result.exit_code == 2
     assert message in said(result)
     assert "Traceback" not in result.stderr
+
+
+def test_an_oversized_document_is_refused_as_its_line_and_the_rest_ingested(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    rows = [
+        {"id": "small", "text": "a short note about tea"},
+        {"id": "big", "text": "word " * 400},  # 2,000 characters
+        {"id": "also-small", "text": "a short note about coffee"},
+    ]
+    source = tmp_path / "docs.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    runner = make_runner(BRAID_CHUNKING__MAX_DOCUMENT_CHARS="1000")
+    result = braid(runner, "ingest", str(source), "--json", "--data-dir", str(tmp_path / "d"))
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["documents"] == 2
+    assert report["errors"] == [
+        f"{source}:2: document 'big' has 2,000 characters, more than "
+        "chunking.max_document_chars (1,000): split it, or raise "
+        "BRAID_CHUNKING__MAX_DOCUMENT_CHARS"
+    ]
