@@ -32,6 +32,17 @@ class SourceDocument:
 
 
 @dataclass(frozen=True, slots=True)
+class SkippedFile:
+    """A file a folder holds that is not read (its type, or a link out of the folder)."""
+
+    origin: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.origin}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
 class InputError:
     """A record that could not be read: where it is and why."""
 

@@ -27,9 +27,9 @@ from braid.engine.errors import ModelsNotLoadedError
 from braid.engine.filters import FilterExpr
 from braid.engine.models import Chunk
 from braid.engine.protocols import DenseStore, Embedder, SparseStore, Vectors
-from braid.ingestion.documents import InputError, SourceDocument
+from braid.ingestion.documents import InputError, SkippedFile, SourceDocument
 from braid.ingestion.ledger import Ledger
-from braid.ingestion.readers import Record, without_duplicates
+from braid.ingestion.readers import ReadItem, without_duplicates
 
 if TYPE_CHECKING:
     # Only for types: chunking imports transformers, which a pipeline opened without models
@@ -58,6 +58,7 @@ class IngestReport:
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     stopped_early: bool = False
+    skipped_files: list[str] = field(default_factory=list)  # "path: reason", not errors
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -66,6 +67,7 @@ class IngestReport:
             "skipped_unchanged": self.skipped_unchanged,
             "deleted": self.deleted,
             "errors": self.errors,
+            "skipped_files": self.skipped_files,
             "seconds": round(self.seconds, 3),
         }
 
@@ -190,7 +192,7 @@ class IngestPipeline:
 
     def run(
         self,
-        records: Iterable[Record],
+        records: Iterable[ReadItem],
         *,
         strict: bool = False,
         on_progress: Callable[[Progress], None] | None = None,
@@ -265,7 +267,7 @@ class IngestPipeline:
 
     def _read(
         self,
-        records: Iterable[Record],
+        records: Iterable[ReadItem],
         report: IngestReport,
         strict: bool,
         stop: threading.Event,
@@ -289,6 +291,10 @@ class IngestPipeline:
         for record in without_duplicates(records):
             if stop.is_set():
                 break
+            if isinstance(record, SkippedFile):
+                with lock:
+                    report.skipped_files.append(str(record))
+                continue
             if not isinstance(record, InputError):
                 record = self._within_limits(record)
             if isinstance(record, InputError):

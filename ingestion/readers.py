@@ -7,6 +7,7 @@ bad record: the pipeline decides whether to stop (``--strict``) or to go on and 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from typing import IO
 
 from braid.engine.errors import InvalidDocumentError
 from braid.engine.metadata import validate_metadata
-from braid.ingestion.documents import InputError, SourceDocument
+from braid.ingestion.documents import InputError, SkippedFile, SourceDocument
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -23,6 +24,8 @@ MAX_ID_LENGTH = 512
 _RESERVED_KEYS = {"id", "_id", "text", "title"}
 
 Record = SourceDocument | InputError
+# What reading inputs yields: records, and the files of a folder that were not read.
+ReadItem = Record | SkippedFile
 
 
 def record_to_document(obj: object, origin: str) -> Record:
@@ -112,11 +115,40 @@ def html_to_text(html: str) -> tuple[str, str]:
     return text, title
 
 
-def read_tree(root: Path) -> Iterator[Record]:
-    """``.txt``, ``.md`` and ``.html`` files under ``root``; doc id = relative path."""
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+def _tree_files(root: Path) -> Iterator[Path | SkippedFile]:
+    """Every file under ``root``, sorted; links are followed only to files inside ``root``
+    (a linked folder is never entered: it may lead outside, or back in a loop)."""
+    inside = root.resolve()
+    found: list[Path | SkippedFile] = []
+    for folder, subfolders, files in os.walk(root, followlinks=False):
+        here = Path(folder)
+        for name in subfolders:
+            if (here / name).is_symlink():
+                found.append(SkippedFile(str(here / name), "a linked folder, not followed"))
+        for name in files:
+            path = here / name
+            if path.is_symlink() and not path.resolve().is_relative_to(inside):
+                found.append(SkippedFile(str(path), "a link to a file outside the folder"))
+            elif path.is_file():
+                found.append(path)
+    yield from sorted(found, key=lambda item: str(item if isinstance(item, Path) else item.origin))
+
+
+def read_tree(root: Path) -> Iterator[ReadItem]:
+    """``.txt``, ``.md`` and ``.html`` files under ``root``; doc id = relative path. Other
+    files, and links that lead out of ``root``, come back as ``SkippedFile``."""
+    for path in _tree_files(root):
+        if isinstance(path, SkippedFile):
+            yield path
+            continue
         suffix = path.suffix.lower()
         if suffix not in TEXT_SUFFIXES | HTML_SUFFIXES:
+            kind = (
+                "a JSONL file: name it on its own to ingest it"
+                if suffix == ".jsonl"
+                else (f"not a text, Markdown or HTML file ({suffix or 'no extension'})")
+            )
+            yield SkippedFile(str(path), kind)
             continue
         relative = path.relative_to(root).as_posix()
         try:
@@ -135,7 +167,7 @@ def read_tree(root: Path) -> Iterator[Record]:
         yield SourceDocument(relative, content, title, metadata, origin=str(path))
 
 
-def without_duplicates(records: Iterable[Record]) -> Iterator[Record]:
+def without_duplicates(records: Iterable[ReadItem]) -> Iterator[ReadItem]:
     """Pass records through; a document whose id was already seen in this run becomes an error
     naming both places (the first copy wins)."""
     seen: dict[str, str] = {}
@@ -151,7 +183,7 @@ def without_duplicates(records: Iterable[Record]) -> Iterator[Record]:
         yield record
 
 
-def read_inputs(paths: Iterable[str]) -> Iterator[Record]:
+def read_inputs(paths: Iterable[str]) -> Iterator[ReadItem]:
     """Records from every input: ``-`` (stdin JSONL), a BEIR folder, a tree, or a JSONL file."""
     for name in paths:
         if name == "-":

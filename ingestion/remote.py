@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable
 import httpx
 
 from braid.engine.errors import BackendUnavailableError
-from braid.ingestion.documents import InputError
+from braid.ingestion.documents import InputError, SkippedFile
 from braid.ingestion.payload import DocumentPayload
 from braid.ingestion.pipeline import IngestReport, Progress
-from braid.ingestion.readers import Record, without_duplicates
+from braid.ingestion.readers import ReadItem, without_duplicates
 
 POLL_SECONDS = 0.25
 MAX_BUSY_RETRIES = 60
@@ -52,7 +52,7 @@ class RemoteIngest:
 
     def run(
         self,
-        records: Iterable[Record],
+        records: Iterable[ReadItem],
         *,
         strict: bool = False,
         on_progress: Callable[[Progress], None] | None = None,
@@ -62,6 +62,9 @@ class RemoteIngest:
         batch: list[DocumentPayload] = []
         try:
             for record in without_duplicates(records):
+                if isinstance(record, SkippedFile):
+                    report.skipped_files.append(str(record))
+                    continue
                 if isinstance(record, InputError):
                     report.errors.append(str(record))
                     if strict:

@@ -204,9 +204,19 @@ def progress(label: str, quiet: bool) -> Iterator[Callable[[int, int], None]]:
 def require_index(settings: Settings) -> None:
     """Exit 1 unless the data dir holds a braid index: commands that only read or look after
     an index never create one (a mistyped ``--data-dir`` is not an empty result)."""
+    from braid.engine.errors import IndexLockedError
+    from braid.engine.locking import OWNER_FILE, DataDirLock
     from braid.ingestion.ledger import LEDGER_FILE
 
     if not (settings.data_dir / LEDGER_FILE).is_file():
+        if (settings.data_dir / OWNER_FILE).exists():
+            # Another process may be creating it right now: say who, not "no index".
+            lock = DataDirLock(settings.data_dir, role="braid")
+            try:
+                lock.acquire()
+            except IndexLockedError as exc:
+                raise fail(str(exc)) from exc
+            lock.release()
         where = "does not exist" if not settings.data_dir.exists() else "holds no braid index"
         raise fail(
             f"{settings.data_dir} {where}: ingest into it first (braid ingest PATH --data-dir "

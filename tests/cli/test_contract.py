@@ -26,7 +26,15 @@ from typer.testing import CliRunner
 
 from braid.engine.config import Settings
 
-INGEST_KEYS = {"documents", "chunks", "skipped_unchanged", "deleted", "errors", "seconds"}
+INGEST_KEYS = {
+    "documents",
+    "chunks",
+    "skipped_unchanged",
+    "deleted",
+    "errors",
+    "skipped_files",
+    "seconds",
+}
 SEARCH_KEYS = {"hits", "timings_ms", "mode", "embedding_model", "reranker_model", "fusion_weights"}
 # The API's HitOut: what the README documents plus the 1-based rank and character offsets.
 HIT_KEYS = {

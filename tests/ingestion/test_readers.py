@@ -250,3 +250,36 @@ def test_a_line_nested_too_deeply_is_an_input_error_and_its_neighbours_still_cou
         ("f.jsonl:2", "malformed JSON: nested too deeply"),
         ("f.jsonl:4", "malformed JSON: nested too deeply"),
     ]
+
+
+def test_a_folder_reports_the_files_it_does_not_read_and_follows_no_link_out(
+    tmp_path: Path,
+) -> None:
+    from braid.ingestion.documents import SkippedFile
+    from braid.ingestion.readers import read_tree
+
+    root = tmp_path / "notes"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.txt").write_text("alpha")
+    (root / "sub" / "b.md").write_text("beta")
+    (root / "report.pdf").write_bytes(b"%PDF-1.4")
+    (root / "rows.jsonl").write_text('{"id": "x", "text": "y"}\n')
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not in the folder")
+    (root / "leak.txt").symlink_to(outside)
+    (root / "alias.txt").symlink_to(root / "a.txt")  # inside: read under its own name
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "c.txt").write_text("gamma")
+    (root / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+
+    items = list(read_tree(root))
+    read = {i.doc_id: i.text for i in items if isinstance(i, SourceDocument)}
+    skipped = {Path(i.origin).name: i.reason for i in items if isinstance(i, SkippedFile)}
+    assert read == {"a.txt": "alpha", "alias.txt": "alpha", "sub/b.md": "beta"}
+    assert skipped == {
+        "leak.txt": "a link to a file outside the folder",
+        "linked": "a linked folder, not followed",
+        "report.pdf": "not a text, Markdown or HTML file (.pdf)",
+        "rows.jsonl": "a JSONL file: name it on its own to ingest it",
+    }
+    assert not any(isinstance(i, InputError) for i in items)
