@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -80,10 +81,22 @@ class SentenceTransformerEmbedder:
         set_cpu_threads(cpu_threads)
         quiet_model_loading()
         path = resolve_model_path(name_or_path)
+        # braid runs offline: a name that is no folder is looked up in the local Hugging Face
+        # cache only, so a typo fails at once instead of retrying an unreachable hub.
+        # HF_HUB_OFFLINE=0 allows downloads where a hub is reachable.
+        offline = not Path(path).is_dir() and os.environ.get("HF_HUB_OFFLINE", "1") != "0"
         try:
-            self._model = SentenceTransformer(path, device=self._device)
+            self._model = SentenceTransformer(path, device=self._device, local_files_only=offline)
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot load embedding model {name_or_path!r}: {exc}") from exc
+            where = (
+                " (not a folder, and not in the local Hugging Face cache; braid does not "
+                "download models unless HF_HUB_OFFLINE=0)"
+                if offline
+                else ""
+            )
+            raise ConfigError(
+                f"cannot load embedding model {name_or_path!r}{where}: {exc}"
+            ) from exc
         if self._device.startswith("cuda"):
             # Half precision on the GPU: same rankings, about twice the throughput.
             self._model.half()

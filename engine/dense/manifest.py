@@ -28,16 +28,28 @@ def model_of(stored: Mapping[str, Any] | None) -> ModelInfo | None:
 def check_model(stored: Mapping[str, Any] | None, model: ModelInfo, where: str) -> None:
     """Raise ``ModelMismatchError`` unless ``stored`` names ``model`` (or is ``None``).
 
+    The same weights version and dimension under another id (a folder path of the same
+    model) is the same model.
+
     Raises:
         ModelMismatchError: naming both models, so the operator knows what to re-index with.
     """
     if stored is None:
         return
     expected = manifest(model)
-    if {k: stored.get(k) for k in expected} != expected:
-        raise ModelMismatchError(
-            f"{where} was built with {stored.get('model_id')} (version "
-            f"{stored.get('model_version')}, dim {stored.get('dim')}) but is opened with "
-            f"{model.model_id} (version {model.version}, dim {model.dim}); re-index with "
-            "the new model or configure the old one"
-        )
+    if {k: stored.get(k) for k in expected} == expected:
+        return
+    if (
+        model.version not in ("", "None")
+        and stored.get("model_version") == model.version
+        and stored.get("dim") == model.dim
+    ):
+        # The same weights under another name (the bundled model given by its folder path):
+        # the version is the weights' hash, so the vectors are the same.
+        return
+    raise ModelMismatchError(
+        f"{where} was built with {stored.get('model_id')} (version "
+        f"{stored.get('model_version')}, dim {stored.get('dim')}) but is opened with "
+        f"{model.model_id} (version {model.version}, dim {model.dim}); re-index with "
+        "the new model or configure the old one"
+    )

