@@ -9,18 +9,33 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Literal
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
-from braid.api.errors import Forbidden, InvalidInput, LimitExceeded, NotReady, Unauthorized
+from braid.api.errors import (
+    Forbidden,
+    InvalidInput,
+    LimitExceeded,
+    NotReady,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from braid.api.metrics import Metrics
+from braid.api.routing import is_json_media_type
 from braid.api.runtime import Runtime
-from braid.api.schemas import DocumentsIn, EmbedRequest, FilterJson, SearchRequest
+from braid.api.schemas import (
+    MAX_QUERY_CHARS,
+    DocumentsIn,
+    EmbedRequest,
+    FilterJson,
+    SearchRequest,
+)
 from braid.engine.config import Settings
 from braid.engine.errors import BraidError, InvalidFilterError
 from braid.engine.factory import Engine
 from braid.engine.filters import FilterExpr, parse_filter
-from braid.engine.searcher import HybridSearcher
+from braid.engine.searcher import MAX_CANDIDATES, MAX_TOP_K, HybridSearcher
 from braid.ingestion.documents import InputError, SourceDocument
 from braid.ingestion.jobs import JobService
 from braid.ingestion.ledger import Ledger
@@ -131,6 +146,25 @@ class KeyRing:
         return "read" if is_read else None
 
 
+# The two ways to send a key, as OpenAPI security schemes: depending on them puts them in
+# the document (components.securitySchemes, and each protected operation's `security`).
+# They never refuse anything (auto_error=False): _require decides, from presented_key.
+BEARER_SCHEME = HTTPBearer(
+    scheme_name="bearer",
+    auto_error=False,
+    description="`Authorization: Bearer KEY`, a key from BRAID_API__KEYS (read and write) "
+    "or BRAID_API__READ_KEYS (read only)",
+)
+API_KEY_SCHEME = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="apiKey",
+    auto_error=False,
+    description="`X-API-Key: KEY`, the same keys as the bearer scheme",
+)
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER_SCHEME)]
+ApiKeyHeaderValue = Annotated[str | None, Depends(API_KEY_SCHEME)]
+
+
 def presented_key(request: Request) -> str | None:
     """``Authorization: Bearer KEY`` or ``X-API-Key: KEY``."""
     authorization = request.headers.get("authorization")
@@ -156,16 +190,37 @@ def _require(scope: Scope, request: Request) -> None:
         raise Forbidden("this API key may only read")
 
 
-def require_read(request: Request) -> None:
+def require_read(request: Request, _bearer: BearerCredentials, _key: ApiKeyHeaderValue) -> None:
     _require("read", request)
 
 
-def require_write(request: Request) -> None:
+def require_write(request: Request, _bearer: BearerCredentials, _key: ApiKeyHeaderValue) -> None:
     _require("write", request)
 
 
-READ = Depends(require_read)
-WRITE = Depends(require_write)
+# As Security with the scope as an OpenAPI role name: each protected operation's `security`
+# reads [{"bearer": ["read"]}, {"apiKey": ["read"]}] (or "write"), either header will do.
+READ = Security(require_read, scopes=["read"])
+WRITE = Security(require_write, scopes=["write"])
+
+
+async def require_json_body(request: Request) -> None:
+    """415 for a body not sent as JSON, after the key check (auth comes first).
+
+    FastAPI reads such a body as bytes and validation answers a puzzling 422 about the
+    body's type. An empty body goes on to validation, which says what is missing.
+    """
+    if not await request.body():  # read once already: Starlette keeps it
+        return
+    content_type = request.headers.get("content-type")
+    if not is_json_media_type(content_type):
+        got = repr(content_type) if content_type else "none"
+        raise UnsupportedMediaType(
+            f"the body must be JSON, sent with Content-Type: application/json (got {got})"
+        )
+
+
+JSON_BODY = Depends(require_json_body)
 
 
 # -- limits -------------------------------------------------------------------------------
@@ -179,18 +234,40 @@ def request_filter(raw: FilterJson | None, path: str = "$.filter") -> FilterExpr
         raise InvalidFilterError(exc.reason, path + exc.path[1:]) from exc
 
 
-def checked_search(body: SearchRequest, settings: SettingsDep) -> SearchRequest:
+def search_limits(settings: Settings) -> dict[str, int]:
+    """The limits in effect: the configured one, within the engine's hard maximum.
+
+    These fields carry no maximum of their own in ``SearchRequest``: one there would
+    answer first, naming the hard maximum instead of the configured limit.
+    """
     limits = settings.api
-    if len(body.query) > limits.max_query_chars:
-        raise LimitExceeded(f"query longer than {limits.max_query_chars} characters", "$.query")
+    return {
+        "query": min(limits.max_query_chars, MAX_QUERY_CHARS),
+        "top_k": min(limits.max_top_k, MAX_TOP_K),
+        "candidates": min(limits.max_candidates, MAX_CANDIDATES),
+        "rerank_depth": min(limits.max_candidates, MAX_CANDIDATES),
+    }
+
+
+_LIMIT_SETTING = {
+    "top_k": "api.max_top_k",
+    "candidates": "api.max_candidates",
+    "rerank_depth": "api.max_candidates",
+}
+
+
+def checked_search(body: SearchRequest, settings: SettingsDep) -> SearchRequest:
+    limits = search_limits(settings)
+    if len(body.query) > limits["query"]:
+        raise LimitExceeded(
+            f"query longer than {limits['query']} characters (api.max_query_chars)", "$.query"
+        )
     if not body.query.strip():
         raise InvalidInput("query is blank", "$.query")
-    if body.top_k > limits.max_top_k:
-        raise LimitExceeded(f"top_k above {limits.max_top_k}", "$.top_k")
-    for name in ("candidates", "rerank_depth"):
+    for name, setting in _LIMIT_SETTING.items():
         value = getattr(body, name)
-        if value is not None and value > limits.max_candidates:
-            raise LimitExceeded(f"{name} above {limits.max_candidates}", f"$.{name}")
+        if value is not None and value > limits[name]:
+            raise LimitExceeded(f"{name} above {limits[name]} ({setting})", f"$.{name}")
     return body
 
 

@@ -75,6 +75,15 @@ class RouteNotFound(ApiError):
     """No route, or no such resource under a known route."""
 
 
+class UnsupportedMediaType(ApiError):
+    """A body sent without ``Content-Type: application/json`` (or a ``+json`` type)."""
+
+
+class CorsRefused(ApiError):
+    """A CORS preflight from an origin (or for a method or header) ``api.cors_origins``
+    does not allow; answered by the CORS middleware, before any route."""
+
+
 # Most specific class first: the first ``isinstance`` match decides.
 STATUS_TABLE: Sequence[tuple[type[Exception], int, str]] = (
     (InvalidFilterError, 422, "invalid_filter"),
@@ -87,8 +96,10 @@ STATUS_TABLE: Sequence[tuple[type[Exception], int, str]] = (
     (RouteNotFound, 404, "not_found"),
     (ModelMismatchError, 409, "model_mismatch"),
     (PayloadTooLarge, 413, "payload_too_large"),
+    (UnsupportedMediaType, 415, "unsupported_media_type"),
     (Unauthorized, 401, "unauthorized"),
     (Forbidden, 403, "forbidden"),
+    (CorsRefused, 403, "cors_refused"),
     (IndexLockedError, 503, "index_locked"),
     (BackendUnavailableError, 503, "backend_unavailable"),
     (QueueFullError, 503, "queue_full"),
@@ -233,9 +244,14 @@ async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
         return error_response(422, "validation_error", "invalid request", request=request)
     first = errors[0]
     if first.get("type") == "json_invalid":
-        return error_response(
-            400, "malformed_json", "the request body is not valid JSON", request=request
-        )
+        # FastAPI puts the decoder's reason in ctx and the character offset in loc.
+        reason = str((first.get("ctx") or {}).get("error") or "").strip()
+        loc = first.get("loc", ())
+        offset = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else 0
+        message = "the request body cannot be parsed as JSON"
+        if reason:
+            message += f": {reason}" + (f" at character {offset}" if offset > 0 else "")
+        return error_response(400, "malformed_json", message, request=request)
     # One entry per path: a union field reports one error per member it tried.
     details: dict[str, str] = {}
     for error in errors:
@@ -279,12 +295,13 @@ def install_error_handlers(app: FastAPI) -> None:
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the error statuses a route can answer."""
     descriptions = {
-        400: "Malformed JSON body",
+        400: "Malformed JSON body (or one nested deeper than the limit)",
         401: "Missing or unknown API key",
         403: "The key may not write",
         404: "Not found",
         409: "The index was built with another embedding model",
         413: "Body larger than api.max_body_bytes",
+        415: "The body's Content-Type is not application/json",
         422: "Invalid or out-of-limit input; `path` points at it",
         503: "Not ready, store locked or unavailable, or queue full (see Retry-After)",
     }

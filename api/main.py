@@ -18,15 +18,14 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from braid.api.deps import KeyRing
+from braid.api.deps import KeyRing, search_limits
 from braid.api.errors import install_error_handlers
 from braid.api.metrics import MetricsMiddleware
-from braid.api.middleware import BodySizeLimit
+from braid.api.middleware import BodySizeLimit, Cors
 from braid.api.routes import documents, embed, jobs, search, service
 from braid.api.runtime import Runtime, open_reader_engine
 from braid.engine.config import Settings
@@ -41,6 +40,10 @@ weighted reciprocal rank fusion, optionally reranked by a cross-encoder.
 
 * **Errors** have one shape everywhere: `{"error": {"code", "message", "path"?}}`;
   `path` is a JSON path into the request body (`$.filter.year.$gte`).
+* **Bodies** are JSON sent with `Content-Type: application/json` (another type answers
+  415), nested at most 64 levels (deeper answers 400 `malformed_json`). Numbers and
+  booleans are strict: `"5"`, `5.0` or `true` for an integer, `"yes"` or `1` for a boolean
+  answer 422.
 * **Auth**: `Authorization: Bearer KEY` or `X-API-Key: KEY`. Keys from `BRAID_API__KEYS`
   may read and write, keys from `BRAID_API__READ_KEYS` only read. Without read keys,
   reads are open; without any key, everything is open.
@@ -104,14 +107,15 @@ def create_app(
     # then the metrics see every response, then the body limit guards the rest.
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
-    if settings.api.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.api.cors_origins,
-            allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
-            max_age=600,
-        )
+    # Also without any origin configured: a preflight is then refused in the error shape
+    # (a request without an Origin header passes through untouched).
+    app.add_middleware(
+        Cors,
+        allow_origins=settings.api.cors_origins,
+        allow_methods=["GET", "POST", "DELETE"],
+        allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+        max_age=600,
+    )
     app.openapi = _openapi_with_limits(app, settings)  # type: ignore[method-assign]
     if not app.state.keyring.configured and settings.api.host not in (
         "127.0.0.1",
@@ -133,7 +137,8 @@ def _add_page(app: FastAPI) -> None:
 
 
 def _openapi_with_limits(app: FastAPI, settings: Settings) -> Callable[[], dict[str, Any]]:
-    """The OpenAPI document with this server's configured limits written into the schemas."""
+    """The OpenAPI document with this server's configured limits written into the schemas,
+    and the key schemes marked optional on the operations this server leaves open."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -146,18 +151,45 @@ def _openapi_with_limits(app: FastAPI, settings: Settings) -> Callable[[], dict[
             routes=app.routes,
         )
         limits = settings.api
+        search = search_limits(settings)
         components = schema.get("components", {}).get("schemas", {})
-        _set(components, "SearchRequest", "query", maxLength=limits.max_query_chars)
-        _set(components, "SearchRequest", "top_k", maximum=limits.max_top_k)
-        _set(components, "SearchRequest", "candidates", maximum=limits.max_candidates)
-        _set(components, "SearchRequest", "rerank_depth", maximum=limits.max_candidates)
+        _set(components, "SearchRequest", "query", maxLength=search["query"])
+        _set(components, "SearchRequest", "top_k", maximum=search["top_k"])
+        _set(components, "SearchRequest", "candidates", maximum=search["candidates"])
+        _set(components, "SearchRequest", "rerank_depth", maximum=search["rerank_depth"])
         _set(components, "DocumentsIn", "documents", maxItems=limits.max_batch_documents)
         _set(components, "DocumentIn", "text", maxLength=limits.max_document_chars)
         _set(components, "EmbedRequest", "texts", maxItems=limits.max_embed_texts)
+        _mark_open_operations(schema, app.state.keyring)
         app.openapi_schema = schema
         return schema
 
     return openapi
+
+
+def _mark_open_operations(schema: dict[str, Any], keyring: KeyRing) -> None:
+    """Add the empty requirement (no key needed) to the ``security`` of every operation
+    whose scope this server leaves open: all of them without keys, reads without read keys.
+
+    The scope is the role name READ and WRITE give the key schemes (``{"bearer": ["read"]}``).
+    """
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            requirements: list[dict[str, list[str]]] = operation.get("security") or []
+            roles = {
+                role
+                for requirement in requirements
+                for names in requirement.values()
+                for role in names
+            }
+            if roles and all(_open(keyring, role) for role in roles) and {} not in requirements:
+                requirements.append({})
+
+
+def _open(keyring: KeyRing, role: str) -> bool:
+    if role == "write":
+        return keyring.open_for("write")
+    return role == "read" and keyring.open_for("read")
 
 
 def _set(components: dict[str, Any], model: str, field: str, **limits: int) -> None:

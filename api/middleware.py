@@ -1,13 +1,18 @@
-"""ASGI middleware: the request body size limit (before anything reads the body)."""
+"""ASGI middleware: the request body size limit (before anything reads the body) and CORS
+preflights refused in the API's error shape."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from braid.api.errors import error_headers, error_payload
+from braid.api.errors import CorsRefused, classify, error_headers, error_payload
 
 
 class _TooLarge(HTTPException):
@@ -76,3 +81,47 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+class Cors(CORSMiddleware):
+    """Starlette's CORS middleware, whose refused preflights answer in the error shape.
+
+    Starlette refuses with a plain-text 400 ("Disallowed CORS origin"); here the status
+    and code come from the status table (403 ``cors_refused``). Installed with an empty
+    origin list too, so a preflight is refused the same way when no origin is allowed.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        allow_origins: Sequence[str],
+        allow_methods: Sequence[str],
+        allow_headers: Sequence[str],
+        max_age: int,
+    ) -> None:
+        super().__init__(
+            app,
+            allow_origins=allow_origins,
+            allow_methods=allow_methods,
+            allow_headers=allow_headers,
+            max_age=max_age,
+        )
+        self._configured = bool(allow_origins)
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        # Starlette's text names what failed: "Disallowed CORS origin, method".
+        failed = bytes(response.body).decode().removeprefix("Disallowed CORS ")
+        if self._configured:
+            message = f"CORS preflight refused: {failed} not allowed (see api.cors_origins)"
+        else:
+            message = "CORS preflight refused: no origin is allowed (api.cors_origins is empty)"
+        status, code = classify(CorsRefused(message))
+        vary = response.headers.get("vary")
+        return JSONResponse(
+            error_payload(code, message),
+            status_code=status,
+            headers={"Vary": vary} if vary else None,
+        )

@@ -1,9 +1,14 @@
 """Request and response bodies: one class per direction, separate from the engine's models.
 
-Field limits here are the hard ones (the engine's own maxima). The configurable ones
-(``Settings.api``: query length, top_k, candidates, batch sizes, text sizes) are checked in
-``api/deps.py`` and written into the OpenAPI document by ``api/main.py``, so the published
-schema states the limits the running service enforces.
+Field limits here are the hard ones. The configurable ones (``Settings.api``: query length,
+top_k, candidates, batch sizes, text sizes) are checked in ``api/deps.py`` (within the hard
+maxima, which therefore are not on those fields: they would answer first, naming the wrong
+limit) and written into the OpenAPI document by ``api/main.py``, so the published schema
+states the limits the running service enforces.
+
+Numbers and booleans are strict: ``"5"``, ``true`` or ``5.0`` for an integer and ``"yes"``
+or ``1`` for a boolean answer 422 instead of being converted. A float field takes any JSON
+number (``1`` too).
 """
 
 from __future__ import annotations
@@ -19,15 +24,18 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from braid.engine.fusion import FusionMethod
 from braid.engine.models import Hit, ModelInfo, SearchResponse
-from braid.engine.searcher import MAX_CANDIDATES, MAX_TOP_K
 from braid.ingestion.jobs import Job, JobQueue, WorkerStatus
 from braid.ingestion.ledger import LedgerEntry
 from braid.ingestion.payload import DocumentPayload
 
+# The hard maximum of a query's length; api.max_query_chars is checked within it (deps.py).
+MAX_QUERY_CHARS = 100_000
 FilterJson = dict[str, JsonValue]
 # What a metadata value can be (engine.metadata.validate_metadata).
 MetadataOut = dict[str, StrictBool | StrictInt | StrictFloat | StrictStr | list[StrictStr]]
@@ -49,8 +57,15 @@ class _Strict(BaseModel):
 class Weights(_Strict):
     """Per-retriever fusion weights (hybrid mode); a weight of 0 drops that retriever."""
 
-    bm25: float = Field(default=1.0, ge=0, le=1000, allow_inf_nan=False)
-    dense: float = Field(default=1.0, ge=0, le=1000, allow_inf_nan=False)
+    bm25: StrictFloat = Field(default=1.0, ge=0, le=1000, allow_inf_nan=False)
+    dense: StrictFloat = Field(default=1.0, ge=0, le=1000, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _one_positive(self) -> Weights:
+        # Both 0 would fuse nothing: every hit scoring 0, in no meaningful order.
+        if self.bm25 == 0 and self.dense == 0:
+            raise PydanticCustomError("weights_all_zero", "at least one weight must be positive")
+        return self
 
 
 class SearchRequest(_Strict):
@@ -71,12 +86,9 @@ class SearchRequest(_Strict):
 
     query: str = Field(
         min_length=1,
-        max_length=100_000,
         description="the text to search for (at most api.max_query_chars characters)",
     )
-    top_k: int = Field(
-        default=10, ge=1, le=MAX_TOP_K, description="hits to return (at most api.max_top_k)"
-    )
+    top_k: StrictInt = Field(default=10, ge=1, description="hits to return (at most api.max_top_k)")
     mode: Literal["hybrid", "bm25", "dense"] = Field(
         default="hybrid", description="BM25 only, dense only, or both fused"
     )
@@ -96,29 +108,30 @@ class SearchRequest(_Strict):
         "hit missing from a list taking its lowest z; default from the server's settings",
         examples=["adaptive", "rrf", "dbsf"],
     )
-    rrf_k: float | None = Field(
+    rrf_k: StrictFloat | None = Field(
         default=None,
         gt=0,
         le=1_000_000,
         allow_inf_nan=False,
         description="RRF constant k in w / (k + rank), ranks 1-based (default 60)",
     )
-    candidates: int | None = Field(
+    candidates: StrictInt | None = Field(
         default=None,
         ge=1,
-        le=MAX_CANDIDATES,
         description="hits fetched from each retriever before fusion (at most api.max_candidates)",
     )
-    rerank: bool | None = Field(
+    rerank: StrictBool | None = Field(
         default=None,
         description="rerank the fused head with the cross-encoder; default: when one is "
         "configured. true without a configured reranker answers 422",
     )
-    rerank_depth: int | None = Field(
-        default=None, ge=1, le=MAX_CANDIDATES, description="fused hits that are reranked"
+    rerank_depth: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        description="fused hits that are reranked (at most api.max_candidates)",
     )
-    include_text: bool = Field(default=True, description="return each hit's chunk text")
-    explain: bool = Field(
+    include_text: StrictBool = Field(default=True, description="return each hit's chunk text")
+    explain: StrictBool = Field(
         default=False, description="return each hit's rank and score in every stage"
     )
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
 from braid.api.deps import (
+    JSON_BODY,
     READ,
     WRITE,
     CheckedDocuments,
@@ -17,12 +18,13 @@ from braid.api.deps import (
     request_filter,
 )
 from braid.api.errors import InvalidInput, error_responses
+from braid.api.routing import JsonRoute
 from braid.api.schemas import ChunkOut, DeleteIn, DocumentOut, JobAccepted, JobOut, MetadataOut
 from braid.engine.errors import DocumentNotFoundError
 from braid.engine.models import point_id_for
 from braid.ingestion.jobs import Job, JobService
 
-router = APIRouter(prefix="/v1", tags=["documents"])
+router = APIRouter(prefix="/v1", tags=["documents"], route_class=JsonRoute)
 
 WaitParam = Annotated[
     bool,
@@ -56,8 +58,8 @@ async def accepted(
     "/documents",
     response_model=JobAccepted,
     status_code=202,
-    dependencies=[WRITE],
-    responses=job_responses(400, 401, 403, 413, 422, 503),
+    dependencies=[WRITE, JSON_BODY],
+    responses=job_responses(400, 401, 403, 413, 415, 422, 503),
     summary="Add or replace documents",
 )
 async def upsert_documents(
@@ -82,8 +84,8 @@ async def upsert_documents(
     "/documents/delete",
     response_model=JobAccepted,
     status_code=202,
-    dependencies=[WRITE],
-    responses=job_responses(400, 401, 403, 413, 422, 503),
+    dependencies=[WRITE, JSON_BODY],
+    responses=job_responses(400, 401, 403, 413, 415, 422, 503),
     summary="Delete documents by ids or by filter",
 )
 async def delete_documents(

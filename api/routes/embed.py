@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from braid.api.deps import READ, CheckedEmbed, EngineDep, MetricsDep
+from braid.api.deps import JSON_BODY, READ, CheckedEmbed, EngineDep, MetricsDep
 from braid.api.errors import error_responses
+from braid.api.routing import JsonRoute
 from braid.api.schemas import EmbedResponse, ModelOut
 
-router = APIRouter(prefix="/v1", tags=["embed"])
+router = APIRouter(prefix="/v1", tags=["embed"], route_class=JsonRoute)
 
 
 @router.post(
     "/embed",
     response_model=EmbedResponse,
-    dependencies=[READ],
-    responses=error_responses(400, 401, 413, 422, 503),
+    dependencies=[READ, JSON_BODY],
+    responses=error_responses(400, 401, 413, 415, 422, 503),
     summary="Embed texts",
 )
 def embed(body: CheckedEmbed, engine: EngineDep, metrics: MetricsDep) -> EmbedResponse:

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Query
 
 from braid.api.deps import READ, JobsDep
 from braid.api.errors import error_responses
+from braid.api.routing import JsonRoute
 from braid.api.schemas import JobList, JobOut
 
-router = APIRouter(prefix="/v1", tags=["jobs"])
+router = APIRouter(prefix="/v1", tags=["jobs"], route_class=JsonRoute)
 
 
 @router.get(

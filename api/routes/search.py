@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from braid.api.deps import READ, CheckedSearch, MetricsDep, SearcherDep, request_filter
+from braid.api.deps import (
+    JSON_BODY,
+    READ,
+    CheckedSearch,
+    MetricsDep,
+    SearcherDep,
+    request_filter,
+)
 from braid.api.errors import error_responses
+from braid.api.routing import JsonRoute
 from braid.api.schemas import SearchResponseOut
 
-router = APIRouter(prefix="/v1", tags=["search"])
+router = APIRouter(prefix="/v1", tags=["search"], route_class=JsonRoute)
 
 
 @router.post(
     "/search",
     response_model=SearchResponseOut,
-    dependencies=[READ],
-    responses=error_responses(400, 401, 413, 422, 503),
+    dependencies=[READ, JSON_BODY],
+    responses=error_responses(400, 401, 413, 415, 422, 503),
     summary="Search the index",
 )
 def search(body: CheckedSearch, searcher: SearcherDep, metrics: MetricsDep) -> SearchResponseOut:

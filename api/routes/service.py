@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
 
 from braid.api.deps import READ, EngineDep, JobsDep, LedgerDep, ReadyDep, RuntimeDep
 from braid.api.errors import NotReady, error_responses
 from braid.api.metrics import CONTENT_TYPE
+from braid.api.routing import JsonRoute
 from braid.api.schemas import (
     HealthOut,
     LedgerModel,
@@ -19,13 +21,21 @@ from braid.api.schemas import (
     WorkerOut,
 )
 
-router = APIRouter(tags=["service"])
+router = APIRouter(tags=["service"], route_class=JsonRoute)
 
 
 @router.get("/healthz", response_model=HealthOut, summary="Liveness")
 def healthz() -> HealthOut:
     """200 while the process serves requests (even while it loads its models)."""
     return HealthOut()
+
+
+# HEAD for the probes that use it (load balancers): the GET's status and headers, and
+# no body (the server sends none for HEAD). FastAPI, unlike Starlette, adds no HEAD to a
+# GET route; kept out of the schema, where it would be an operation without a body.
+@router.head("/healthz", include_in_schema=False)
+def healthz_head() -> JSONResponse:
+    return JSONResponse(healthz().model_dump())
 
 
 @router.get("/readyz", response_model=ReadyOut, responses=error_responses(503), summary="Readiness")
@@ -37,6 +47,11 @@ def readyz(runtime: RuntimeDep) -> ReadyOut:
         detail = f": {runtime.error}" if runtime.error is not None else ""
         raise NotReady(f"the service is {runtime.status}{detail}")
     return ReadyOut(ready=True, status=runtime.status)
+
+
+@router.head("/readyz", include_in_schema=False)
+def readyz_head(runtime: RuntimeDep) -> JSONResponse:
+    return JSONResponse(readyz(runtime).model_dump())
 
 
 @router.get(

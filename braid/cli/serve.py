@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -60,6 +64,10 @@ def serve(
             "lock and runs the ingestion worker, so one process serves it",
             ExitCode.USAGE,
         )
+    busy = listen_problem(settings.api.host, settings.api.port)
+    if busy is not None:
+        # Before uvicorn, which would load the app, fail to bind and exit 3 (not ours).
+        raise fail(busy, ExitCode.FAILED)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     role = "reader" if reader else "owner"
     console.print(
@@ -90,7 +98,8 @@ def serve(
         timeout_keep_alive=KEEP_ALIVE_S,
     )
     server = uvicorn.Server(config)
-    server.run()
+    with _uvicorn_exit():
+        server.run()
     if not server.started:
         # The lifespan refused to start (the data dir is owned by another process, ...).
         raise typer.Exit(ExitCode.FAILED)
@@ -110,12 +119,40 @@ def _serve_workers(settings: Settings, workers: int, log_level: str) -> None:
     if settings.embedder.cpu_threads is None:
         threads = max(1, available_cpus() // workers)
         os.environ["BRAID_EMBEDDER__CPU_THREADS"] = str(threads)
-    uvicorn.run(
-        "braid.api.main:app_from_env",
-        factory=True,
-        workers=workers,
-        host=settings.api.host,
-        port=settings.api.port,
-        log_level=log_level,
-        timeout_keep_alive=KEEP_ALIVE_S,
-    )
+    with _uvicorn_exit():
+        uvicorn.run(
+            "braid.api.main:app_from_env",
+            factory=True,
+            workers=workers,
+            host=settings.api.host,
+            port=settings.api.port,
+            log_level=log_level,
+            timeout_keep_alive=KEEP_ALIVE_S,
+        )
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen on ``host:port`` (``None``: it can), found by
+    binding a socket there as uvicorn will, with SO_REUSEADDR (a port in TIME_WAIT is free)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is in use: stop what listens there or pick --port"
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
+
+
+@contextmanager
+def _uvicorn_exit() -> Iterator[None]:
+    """Uvicorn's own failure exits (3 when it cannot bind or start) as the CLI's code 1:
+    the port may still be taken between the check above and uvicorn's bind."""
+    try:
+        yield
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            raise typer.Exit(ExitCode.FAILED) from exc
+        raise
