@@ -91,12 +91,17 @@ def build_dense_store(
     Raises:
         ModelMismatchError: the store was built with another model.
         BackendUnavailableError: Qdrant cannot be reached or opened.
+        ConfigError: Edge: the serving pointer is malformed or names a missing shard.
     """
     cfg = settings.qdrant
     if cfg.mode == "edge":
         from braid.engine.dense.edge import QdrantEdgeDenseStore
+        from braid.engine.dense.edge_versions import serving_path
 
-        return QdrantEdgeDenseStore(settings.dense_dir, model, search_threads=cfg.search_threads)
+        # The shard the data dir's pointer serves (``braid promote``), else <data_dir>/dense.
+        return QdrantEdgeDenseStore(
+            serving_path(settings.data_dir), model, search_threads=cfg.search_threads
+        )
     from braid.engine.dense.qdrant import QdrantDenseStore
 
     return QdrantDenseStore.open_aliased(

@@ -1,11 +1,12 @@
-"""A new embedding model beside the old one: re-index, judge, promote, drop (server mode);
-and moving BM25 from one sparse backend to the other.
+"""A new embedding model beside the old one: re-index, judge, promote, drop; and moving BM25
+from one sparse backend to the other.
 
 ``reindex`` builds the new model's collection from the chunks the stores already hold
-(Tantivy keeps every chunk), without touching the alias that searches use; ``promote``
-switches the alias atomically and records the new model in the ledger; ``drop`` deletes
-collections that nothing serves. The embedded Qdrant Edge store holds one model per data dir:
-there, ingest into a new data dir and compare the two.
+(Tantivy keeps every chunk), without touching what searches use; ``promote`` switches to it
+atomically and records the new model in the ledger; ``drop`` deletes collections that nothing
+serves. On a Qdrant server (or local mode) the switch is an alias (``engine.qdrant.aliases``);
+on the embedded Qdrant Edge each model version is a shard folder and the switch a pointer file
+(``engine.dense.edge_versions``). Both name collections alike and answer with the same keys.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from braid.engine.config import Settings
 from braid.engine.errors import ConfigError
 from braid.engine.factory import build_embedder, build_sparse_store, record_sparse_backend
-from braid.engine.models import Chunk
+from braid.engine.models import Chunk, ModelInfo
+from braid.engine.protocols import DenseStore, Embedder
 from braid.ingestion.service import Workspace, tokenizer_of_embedder
 
 if TYPE_CHECKING:
@@ -27,40 +29,120 @@ REINDEX_BATCH = 256
 MOVE_BATCH = 10_000
 
 
+def _on_edge(workspace: Workspace) -> bool:
+    return workspace.settings.qdrant.mode == "edge"
+
+
 def _server_store(workspace: Workspace) -> QdrantDenseStore:
     # Imported here: qdrant-client takes a second to import, and Qdrant Edge needs none of it.
     from braid.engine.dense.qdrant import QdrantDenseStore
 
     dense = workspace.engine.dense
     if not isinstance(dense, QdrantDenseStore):
-        raise ConfigError(
-            "model versions side by side need Qdrant in server or local mode "
-            "(BRAID_QDRANT__MODE); with the embedded store, ingest into a new data dir"
-        )
+        raise ConfigError(f"the dense store is not a Qdrant collection: {type(dense).__name__}")
     return dense
 
 
+def _model_dict(model: ModelInfo) -> dict[str, Any]:
+    return {"id": model.model_id, "version": model.version, "dim": model.dim}
+
+
+def _listing(collection: str, model: ModelInfo, points: int, serving: bool) -> dict[str, Any]:
+    # The keys engine.qdrant.aliases.model_collections answers with on a server.
+    return {
+        "collection": collection,
+        "model_id": model.model_id,
+        "model_version": model.version,
+        "dim": model.dim,
+        "points": points,
+        "serving": serving,
+    }
+
+
 def reindex(
-    workspace: Workspace, model_name: str, on_progress: Callable[[int], None] | None = None
+    workspace: Workspace,
+    model_name: str,
+    on_progress: Callable[[int], None] | None = None,
+    *,
+    batch_size: int = REINDEX_BATCH,
 ) -> dict[str, Any]:
     """Embed every stored chunk with ``model_name`` into that model's own collection.
 
-    Loads the new model itself, so ``workspace`` may be opened without models.
-    """
-    from braid.engine.dense.qdrant import QdrantDenseStore
-    from braid.engine.qdrant.aliases import collection_for
-    from braid.ingestion.chunking import TokenChunker
+    Loads the new model itself, so ``workspace`` may be opened without models. What searches
+    use is never changed (that is ``promote_collection``); running it again for the same model
+    writes the same collection again (points are upserted by id), so an interrupted run is
+    finished by re-running it.
 
-    current = _server_store(workspace)
+    Args:
+        workspace: the data dir, opened by this process.
+        model_name: a sentence-transformers name or folder.
+        on_progress: called with the number of chunks embedded so far, after each batch.
+        batch_size: chunks per embedding and write batch.
+
+    Returns:
+        ``{"collection", "chunks", "model": {"id", "version", "dim"}}``.
+
+    Raises:
+        ConfigError: the model cannot be loaded, or a stored chunk does not fit its tokens.
+    """
     settings: Settings = workspace.settings
     new_settings = settings.model_copy(
         update={"embedder": settings.embedder.model_copy(update={"model": model_name})}
     )
     embedder = build_embedder(new_settings)
-    target = collection_for(settings.qdrant.collection, embedder.info)
-    store = QdrantDenseStore(
-        current.client, target, embedder.info, current.options, owns_client=False
-    )
+    if _on_edge(workspace):
+        target, store, serving = _edge_target(workspace, embedder.info)
+    else:
+        target, store, serving = _server_target(workspace, embedder.info)
+    try:
+        done = _embed_chunks(workspace, store, embedder, model_name, on_progress, batch_size)
+        if not serving:
+            # Documents deleted since an earlier run into this collection: gone here too.
+            stale = store.doc_ids() - workspace.engine.sparse.doc_ids()
+            store.delete_docs(sorted(stale))
+    finally:
+        if store is not workspace.engine.dense:
+            store.close()  # a server connection stays open: it is the workspace's
+    return {"collection": target, "chunks": done, "model": _model_dict(embedder.info)}
+
+
+def _server_target(workspace: Workspace, model: ModelInfo) -> tuple[str, DenseStore, bool]:
+    from braid.engine.dense.qdrant import QdrantDenseStore
+    from braid.engine.qdrant.aliases import aliases, collection_for
+
+    current = _server_store(workspace)
+    alias = workspace.settings.qdrant.collection
+    target = collection_for(alias, model)
+    store = QdrantDenseStore(current.client, target, model, current.options, owns_client=False)
+    return target, store, aliases(current.client).get(alias) == target
+
+
+def _edge_target(workspace: Workspace, model: ModelInfo) -> tuple[str, DenseStore, bool]:
+    from braid.engine.dense.edge import QdrantEdgeDenseStore
+    from braid.engine.dense.edge_versions import remove_unfinished, serving_path, shard_path
+    from braid.engine.qdrant.naming import collection_for
+
+    settings = workspace.settings
+    target = collection_for(settings.qdrant.collection, model)
+    path = shard_path(settings.data_dir, settings.qdrant.collection, target)
+    if path == serving_path(settings.data_dir):
+        # Re-indexing with the serving model: the shard this process holds open already.
+        return target, workspace.engine.dense, True
+    remove_unfinished(path)
+    store = QdrantEdgeDenseStore(path, model, search_threads=settings.qdrant.search_threads)
+    return target, store, False
+
+
+def _embed_chunks(
+    workspace: Workspace,
+    store: DenseStore,
+    embedder: Embedder,
+    model_name: str,
+    on_progress: Callable[[int], None] | None,
+    batch_size: int,
+) -> int:
+    from braid.ingestion.chunking import TokenChunker
+
     chunker = TokenChunker(
         tokenizer_of_embedder(embedder),
         embedder.max_seq_length,
@@ -88,25 +170,34 @@ def reindex(
         if on_progress is not None:
             on_progress(done)
 
-    try:
-        for chunk in workspace.engine.sparse.chunks():
-            batch.append(chunk)
-            if len(batch) >= REINDEX_BATCH:
-                flush()
-        if batch:
+    for chunk in workspace.engine.sparse.chunks():
+        batch.append(chunk)
+        if len(batch) >= batch_size:
             flush()
-    finally:
-        store.close()  # the connection stays open: it is the workspace's
-    info = embedder.info
-    return {
-        "collection": target,
-        "chunks": done,
-        "model": {"id": info.model_id, "version": info.version, "dim": info.dim},
-    }
+    if batch:
+        flush()
+    return done
 
 
 def collections(workspace: Workspace) -> list[dict[str, Any]]:
-    """The model collections behind the alias, and which one it serves."""
+    """The collections built per embedding model version, and which one searches use.
+
+    Each: ``{"collection", "model_id", "model_version", "dim", "points", "serving"}``.
+    """
+    if _on_edge(workspace):
+        from braid.engine.dense.edge_versions import count_points, shards
+
+        settings = workspace.settings
+        return [
+            _listing(
+                s.collection,
+                s.model,
+                # The serving shard is open in this process: count through it.
+                workspace.engine.dense.count() if s.serving else count_points(s.path),
+                s.serving,
+            )
+            for s in shards(settings.data_dir, settings.qdrant.collection)
+        ]
     from braid.engine.qdrant.aliases import model_collections
 
     store = _server_store(workspace)
@@ -114,15 +205,43 @@ def collections(workspace: Workspace) -> list[dict[str, Any]]:
 
 
 def promote_collection(workspace: Workspace, collection: str) -> dict[str, Any]:
-    """Serve ``collection`` from now on; the ledger records its model."""
-    from braid.engine.qdrant.aliases import promote
+    """Serve ``collection`` from now on; the ledger records its model.
 
-    store = _server_store(workspace)
+    On Qdrant Edge the shard must hold as many chunks as the one served now (a re-index that
+    was interrupted is refused: run it again first).
+
+    Returns:
+        ``{"serving", "model_id", "model_version"}``.
+
+    Raises:
+        ConfigError: no such collection, or (Edge) an incomplete one.
+    """
     known = {c["collection"]: c for c in collections(workspace)}
     if collection not in known:
         raise ConfigError(f"{collection!r} is not one of {sorted(known)}")
-    promote(store.client, workspace.settings.qdrant.collection, collection)
     entry = known[collection]
+    settings = workspace.settings
+    if _on_edge(workspace):
+        from braid.engine.dense.edge_versions import promote as point_at
+        from braid.engine.dense.edge_versions import shards
+
+        expected = workspace.engine.dense.count()
+        if not entry["serving"] and entry["points"] != expected:
+            raise ConfigError(
+                f"{collection!r} holds {entry['points']} chunks but the serving shard holds "
+                f"{expected}: finish it with `braid reindex --model {entry['model_id']}` "
+                "before promoting it"
+            )
+        shard = next(
+            s
+            for s in shards(settings.data_dir, settings.qdrant.collection)
+            if s.collection == collection
+        )
+        point_at(settings.data_dir, shard)
+    else:
+        from braid.engine.qdrant.aliases import promote as alias_to
+
+        alias_to(_server_store(workspace).client, settings.qdrant.collection, collection)
     workspace.ledger.set_model(str(entry["model_id"]), str(entry["model_version"]))
     return {
         "serving": collection,
@@ -132,11 +251,20 @@ def promote_collection(workspace: Workspace, collection: str) -> dict[str, Any]:
 
 
 def drop_collections(workspace: Workspace, names: list[str]) -> list[str]:
-    """Delete model collections the alias does not serve; returns those dropped."""
+    """Delete model collections that nothing serves; returns those dropped (unknown names are
+    skipped).
+
+    Raises:
+        ConfigError: one of them is the collection searches use.
+    """
+    alias = workspace.settings.qdrant.collection
+    if _on_edge(workspace):
+        from braid.engine.dense.edge_versions import drop as drop_shards
+
+        return drop_shards(workspace.settings.data_dir, alias, names)
     from braid.engine.qdrant.aliases import drop
 
-    store = _server_store(workspace)
-    return drop(store.client, workspace.settings.qdrant.collection, names)
+    return drop(_server_store(workspace).client, alias, names)
 
 
 def move_sparse(

@@ -1,13 +1,15 @@
 """Looking after a data dir: ``braid stats``, ``collections``, ``promote``, ``drop``.
 
 None of them loads a model: the stores are opened alone, and the embedding model's identity
-comes from the dense store's manifest.
+comes from the dense store's manifest. Model collections are Qdrant collections behind an
+alias on a server (or local mode) and shard folders behind a pointer file on the embedded
+Qdrant Edge (``ingestion.versions``); the commands and their output are the same.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,6 +24,9 @@ from braid.cli.common import (
     print_table,
 )
 
+if TYPE_CHECKING:
+    from braid.engine.config import Settings
+
 
 def _disk_usage(path: Path) -> int:
     # Blocks really used: Qdrant preallocates sparse files far larger than their content.
@@ -30,10 +35,20 @@ def _disk_usage(path: Path) -> int:
     return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file())
 
 
+def _dense_files(settings: Settings) -> Path | None:
+    """The serving dense shard's folder (Edge), ``None`` when the vectors live in Qdrant."""
+    if settings.qdrant.mode != "edge":
+        return None
+    from braid.engine.dense.edge_versions import serving_path
+
+    return serving_path(settings.data_dir)
+
+
 def stats(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Counts per store and in the ledger, the embedding model, disk use."""
     with owned_workspace(load_settings(data_dir), "braid stats", models=False) as workspace:
         settings = workspace.settings
+        dense_files = _dense_files(settings)  # the shard searches use, after any promote
         model = workspace.engine.dense.model  # from the store's manifest; None while empty
         dense_chunks = workspace.engine.dense.count()
         sparse_chunks = workspace.engine.sparse.count()
@@ -47,7 +62,7 @@ def stats(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
                 "dense": {
                     "backend": settings.qdrant.mode,
                     "chunks": dense_chunks,
-                    "bytes": _disk_usage(settings.dense_dir),
+                    "bytes": _disk_usage(dense_files) if dense_files else 0,
                 },
                 "sparse": {
                     "backend": settings.sparse_label,
@@ -115,7 +130,7 @@ def promote(
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Switch the search alias to another model's collection, atomically."""
+    """Switch searches to another model's collection, atomically (alias or Edge pointer)."""
     from braid.ingestion.versions import promote_collection
 
     with owned_workspace(load_settings(data_dir), "braid promote", models=False) as workspace:
@@ -136,7 +151,7 @@ def drop(
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Delete model collections that the alias no longer serves."""
+    """Delete model collections that searches no longer use."""
     from braid.ingestion.versions import drop_collections
 
     with owned_workspace(load_settings(data_dir), "braid drop", models=False) as workspace:

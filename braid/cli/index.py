@@ -227,10 +227,10 @@ def reindex(
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Embed the stored chunks with another model into its own collection (server/local Qdrant).
+    """Embed the stored chunks with another model into its own collection (or Edge shard).
 
-    Searches keep using the current model until `braid promote`; judge the two first with
-    `braid eval compare`.
+    Searches keep using the current model until `braid promote`. Re-run it to finish an
+    interrupted run.
     """
     from braid.ingestion.versions import reindex as run_reindex
 

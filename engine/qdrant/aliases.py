@@ -3,12 +3,13 @@
 Searches and writes use an alias (``Settings.qdrant.collection``); each embedding model version
 gets its own collection ``<alias>__<model>__<version>`` behind it, so a new model can be
 indexed beside the old one (``braid reindex``), judged (``braid eval compare``) and switched to
-atomically (``promote``); the old collection stays until ``drop``.
+atomically (``promote``); the old collection stays until ``drop``. Qdrant Edge has no
+aliases: ``engine.dense.edge_versions`` does the same with one shard per model version and a
+pointer file, under the same names.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,13 +17,10 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from braid.engine.errors import ConfigError
-from braid.engine.models import ModelInfo
+from braid.engine.qdrant.naming import collection_for
 
-
-def collection_for(alias: str, model: ModelInfo) -> str:
-    """The collection that holds ``model``'s vectors behind ``alias``."""
-    slug = re.sub(r"[^a-z0-9]+", "-", model.model_id.lower()).strip("-")
-    return f"{alias}__{slug}__{model.version}"
+# The naming lives in ``naming`` (no qdrant-client needed); importable from here as before.
+__all__ = ["aliases", "collection_for", "drop", "model_collections", "promote"]
 
 
 def aliases(client: QdrantClient) -> dict[str, str]:
