@@ -44,7 +44,14 @@ def ingest(
     batch_size: Annotated[
         int | None, typer.Option(help="embedding batch size", min=1, max=4096)
     ] = None,
-    strict: Annotated[bool, typer.Option(help="stop at the first bad record")] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help="stop at the first bad record (exit 1); the records read before it are "
+            "kept (ingested and committed): re-run after fixing the file, unchanged "
+            "documents are skipped"
+        ),
+    ] = False,
     api: Annotated[
         str | None,
         typer.Option(
