@@ -1,10 +1,13 @@
 """``braid train reranker``: fine-tune a CrossEncoder on our own hard negatives, gate it on dev.
+``braid train embedder``: fine-tune the embedding model on the corpus, gate it on dev.
 
-A thin wrapper over ``braid.eval.finetune``; torch and the models load inside the command.
+Thin wrappers over ``braid.eval.finetune`` and ``braid.eval.embedder_training``; torch and the
+models load inside the commands.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,6 +16,7 @@ from braid.cli.common import (
     DataDirOption,
     ExitCode,
     JsonOption,
+    console,
     emit_json,
     exit_on_error,
     load_settings,
@@ -21,6 +25,7 @@ from braid.cli.common import (
 from braid.cli.eval import DatasetsOption, IndexDirOption, read_split, stage_progress
 
 if TYPE_CHECKING:
+    from braid.eval.embedder_training import EmbedderTrainingRecord
     from braid.eval.finetune import TrainingRecord
 
 train_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
@@ -114,3 +119,170 @@ def print_training(record: TrainingRecord) -> None:
         out.print(f"[green]passed[/]: enable it with --profile {record.profile}")
     else:
         out.print("[yellow]not recommended[/]: it does not beat the first stage on dev")
+
+
+LOSSES = ("mnrl", "cached-mnrl")
+
+
+def parse_dims(text: str | None) -> tuple[int, ...]:
+    """``--matryoshka 384,256,128,64`` as a tuple of positive ints (exit 2 otherwise)."""
+    if not text:
+        return ()
+    try:
+        dims = tuple(int(part) for part in text.split(","))
+    except ValueError as exc:
+        raise typer.BadParameter(
+            "a comma-separated list of integers", param_hint="--matryoshka"
+        ) from exc
+    if any(d <= 0 for d in dims):
+        raise typer.BadParameter("dimensions must be positive", param_hint="--matryoshka")
+    return dims
+
+
+@train_app.command("embedder")
+def train_embedder_command(
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", help="dataset folder (BEIR layout) or name; its index mines"),
+    ] = None,
+    split: Annotated[str, typer.Option(help="split with the training labels")] = "train",
+    pairs: Annotated[
+        Path | None,
+        typer.Option("--pairs", help='JSONL of {"query", "positive", "negative"?} pairs'),
+    ] = None,
+    self_supervised: Annotated[
+        bool,
+        typer.Option(
+            "--self-supervised",
+            help="add title -> body and inverse-cloze pairs from the indexed chunks "
+            "(automatic when there are no labels)",
+        ),
+    ] = False,
+    max_pairs: Annotated[int, typer.Option(min=1, help="cap on self-supervised pairs")] = 10_000,
+    negatives: Annotated[int, typer.Option(min=0, help="hard negatives per pair")] = 1,
+    negative_margin: Annotated[
+        float,
+        typer.Option(help="skip candidates the base model scores >= this x the positive"),
+    ] = 0.95,
+    loss: Annotated[str, typer.Option(help="mnrl or cached-mnrl")] = "mnrl",
+    mini_batch: Annotated[
+        int, typer.Option(min=1, help="cached-mnrl: texts per forward pass")
+    ] = 32,
+    matryoshka: Annotated[
+        str | None, typer.Option(help="train these dimensions too, e.g. 384,256,128,64")
+    ] = None,
+    epochs: Annotated[float, typer.Option(min=0.01)] = 1.0,
+    batch_size: Annotated[int, typer.Option(min=2, help="pairs per step")] = 32,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 3e-5,
+    warmup: Annotated[float, typer.Option(min=0.0, max=0.99, help="warmup share")] = 0.1,
+    max_length: Annotated[int, typer.Option(min=16, help="tokens per text in training")] = 256,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="stop after N steps")] = None,
+    save_every: Annotated[int, typer.Option(min=1, help="checkpoint every N steps")] = 200,
+    dev_fraction: Annotated[
+        float, typer.Option(min=0.0, max=0.9, help="query groups held out for the gate")
+    ] = 0.1,
+    alpha: Annotated[float, typer.Option(help="the gate's significance level")] = 0.05,
+    gate_corpus: Annotated[
+        int, typer.Option(min=1, help="corpus passages the gate searches (sampled beyond)")
+    ] = 20_000,
+    seed: Annotated[int, typer.Option()] = 13,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="model folder (default <data-dir>/models/<base>-ft-<time>)"),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue the unfinished run in --out (or newest)")
+    ] = False,
+    data_dir: DataDirOption = None,
+    index_dir: IndexDirOption = None,
+    datasets: DatasetsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Fine-tune the embedding model on the corpus with hard negatives; gate it on held-out dev."""
+    from braid.engine.devices import resolve_device
+    from braid.eval.datasets import resolve_dataset, splits
+    from braid.eval.embedder_fit import EmbedderTrainConfig
+    from braid.eval.embedder_training import train_embedder
+
+    if loss not in LOSSES:
+        raise typer.BadParameter(f"one of {', '.join(LOSSES)}", param_hint="--loss")
+    dims = parse_dims(matryoshka)
+    settings = load_settings(data_dir)
+    folder, labelled = None, None
+    if dataset is not None:
+        with exit_on_error(ExitCode.USAGE):
+            folder = resolve_dataset(dataset, datasets)
+        if split in splits(folder):
+            folder, labelled = read_split(dataset, datasets, split)
+        elif pairs is None:
+            console.print(
+                f"[dim]{folder.name} has no {split!r} labels: training self-supervised[/]"
+            )
+    config = EmbedderTrainConfig(
+        base=settings.embedder.model,
+        dataset=folder.resolve().name if folder else None,
+        split=split,
+        pairs_file=str(pairs.resolve()) if pairs else None,
+        self_supervised=self_supervised,
+        loss="cached-mnrl" if loss == "cached-mnrl" else "mnrl",
+        mini_batch=mini_batch,
+        matryoshka=dims,
+        negatives=negatives,
+        negative_margin=negative_margin,
+        max_pairs=max_pairs,
+        dev_fraction=dev_fraction,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        warmup=warmup,
+        max_length=max_length,
+        seed=seed,
+        max_steps=max_steps,
+        save_every=save_every,
+        gate_corpus=gate_corpus,
+    )
+    with exit_on_error(ExitCode.USAGE):
+        device = resolve_device(settings.embedder.device)
+    with exit_on_error():
+        record = train_embedder(
+            config,
+            settings,
+            dataset_folder=folder,
+            labelled=labelled,
+            out_dir=out_dir,
+            resume=resume,
+            alpha=alpha,
+            device=device,
+            index_dir=index_dir,
+            progress=stage_progress(as_json),
+        )
+    if as_json:
+        emit_json(record.summary())
+    else:
+        print_embedder_training(record)
+
+
+def print_embedder_training(record: EmbedderTrainingRecord) -> None:
+    data, outcome = record.data, record.outcome
+    sources = ", ".join(f"{n} {s}" for s, n in data.sources.items() if n)
+    out.print(f"model: {record.out}" + (" (resumed)" if record.resumed else ""))
+    out.print(
+        f"pairs: {sources}; {data.train_pairs} train, {data.dev_pairs} dev; "
+        f"{data.mining.mined} negatives mined, {data.mining.guarded} refused by the guard"
+    )
+    if outcome is not None:
+        out.print(f"steps: {outcome.steps} of {outcome.total_steps} in {outcome.seconds:.0f} s")
+        if outcome.interrupted:
+            out.print("[yellow]stopped[/]: the model so far and a checkpoint are saved")
+    gate = record.gate
+    if gate is not None:
+        out.print(
+            f"gate on {gate.queries} dev queries, {gate.corpus} passages: nDCG@10 base "
+            f"{gate.base['ndcg@10']:.4f}, fine-tuned {gate.fine_tuned['ndcg@10']:.4f}; MRR@10 "
+            f"{gate.base['mrr@10']:.4f} -> {gate.fine_tuned['mrr@10']:.4f}"
+        )
+        colour = "green" if gate.verdict == "promote" else "yellow"
+        out.print(f"[{colour}]{gate.verdict}[/]: {gate.reason}")
+    out.print("next:")
+    for step in record.next_steps():
+        out.print(f"  {step}", highlight=False)

@@ -1,0 +1,148 @@
+"""The gate of ``braid train embedder``: base vs fine-tuned model on the held-out dev pairs.
+
+Exact search, as sentence-transformers' ``InformationRetrievalEvaluator`` does it, but kept
+per query: the dev pairs' positives and mined negatives plus distractors from the corpus (all
+of it up to ``limit`` entries, else a seeded sample), top 10 by cosine for each model, nDCG@10
+and MRR@10 per query (``eval.metrics``, trec_eval's definitions), and the paired randomisation
+test (``eval.stats.compare``). "promote" needs a positive nDCG@10 gain significant at
+``alpha``; otherwise "keep the deployed model", with the reason.
+"""
+
+from __future__ import annotations
+
+import heapq
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from braid.engine.protocols import Embedder
+from braid.eval.embedder_pairs import TrainPair
+from braid.eval.metrics import PRIMARY, RunScores, mean, per_query
+from braid.eval.stats import compare
+
+GATE_METRICS: tuple[str, ...] = (PRIMARY, "mrr@10")
+Verdict = Literal["promote", "keep the deployed model"]
+KEEP: Verdict = "keep the deployed model"
+
+
+@dataclass(frozen=True, order=True)
+class Distractor:
+    """A corpus passage for the gate: its sampling key, its document, its text."""
+
+    key: str
+    doc_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class GateSet:
+    """Queries, the corpus searched exactly, and which entries are relevant to which query."""
+
+    queries: dict[str, str]
+    corpus: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+
+
+def gate_set(
+    dev: Sequence[TrainPair], distractors: Iterable[Distractor], *, limit: int, seed: int
+) -> GateSet:
+    """The dev pairs' positives and negatives, plus ``distractors`` (a seeded sample of
+    ``limit`` when there are more) except those of documents the dev pairs exclude: those
+    are there as the positives. Entries are shared by text."""
+    excluded = {doc for pair in dev for doc in pair.exclude}
+    pool = (d for d in distractors if d.doc_id not in excluded)
+    sample = heapq.nsmallest(limit, pool, key=lambda d: (zlib.crc32(f"{seed}:{d.key}".encode()), d))
+    ids: dict[str, str] = {}
+
+    def entry(text: str) -> str:
+        return ids.setdefault(text, f"e{len(ids)}")
+
+    queries: dict[str, str] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    by_text: dict[str, str] = {}
+    for pair in dev:
+        qid = by_text.setdefault(pair.query, f"q{len(by_text)}")
+        queries[qid] = pair.query
+        qrels.setdefault(qid, {})[entry(pair.positive)] = 1
+        for negative in pair.negatives:
+            entry(negative)
+    for distractor in sorted(sample):
+        entry(distractor.text)
+    return GateSet(queries, {i: t for t, i in ids.items()}, qrels)
+
+
+def exact_run(embedder: Embedder, gate: GateSet, k: int = 10) -> RunScores:
+    """Top ``k`` entries per query by cosine over the whole gate corpus."""
+    import numpy as np
+
+    ids = list(gate.corpus)
+    vectors = embedder.encode_passages([gate.corpus[i] for i in ids])
+    run: dict[str, dict[str, float]] = {}
+    qids = list(gate.queries)
+    for start in range(0, len(qids), 256):
+        block = qids[start : start + 256]
+        scores = embedder.encode_queries([gate.queries[q] for q in block]) @ vectors.T
+        for qid, row in zip(block, scores, strict=True):
+            top = np.argsort(-row, kind="stable")[:k]
+            run[qid] = {ids[j]: float(row[j]) for j in top}
+    return run
+
+
+@dataclass(frozen=True)
+class EmbedderGate:
+    queries: int
+    corpus: int
+    base: dict[str, float]
+    fine_tuned: dict[str, float]
+    delta: dict[str, float]
+    p: dict[str, float]
+    alpha: float
+    verdict: Verdict
+    reason: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def gate_verdict(
+    base: Mapping[str, Mapping[str, float]],
+    tuned: Mapping[str, Mapping[str, float]],
+    *,
+    corpus: int,
+    alpha: float,
+) -> EmbedderGate:
+    """The decision from per-query scores (metric -> query -> value) of both models."""
+    tests = {m: compare("fine-tuned", "base", m, tuned[m], base[m]) for m in GATE_METRICS}
+    main = tests[PRIMARY]
+    queries = len(base[PRIMARY])
+    verdict: Verdict = KEEP
+    if queries == 0:
+        reason = "no dev queries to judge on"
+    elif main.delta <= 0:
+        reason = f"nDCG@10 does not improve on dev ({main.delta:+.4f})"
+    elif main.p_randomisation >= alpha:
+        reason = (
+            f"the nDCG@10 gain (+{main.delta:.4f}) is not significant: "
+            f"p = {main.p_randomisation:.4f} >= {alpha}"
+        )
+    else:
+        verdict = "promote"
+        reason = f"nDCG@10 +{main.delta:.4f} on dev, p = {main.p_randomisation:.4f} < {alpha}"
+    return EmbedderGate(
+        queries=queries,
+        corpus=corpus,
+        base={m: mean(base[m]) for m in GATE_METRICS},
+        fine_tuned={m: mean(tuned[m]) for m in GATE_METRICS},
+        delta={m: t.delta for m, t in tests.items()},
+        p={m: t.p_randomisation for m, t in tests.items()},
+        alpha=alpha,
+        verdict=verdict,
+        reason=reason,
+    )
+
+
+def gate_models(base: Embedder, tuned: Embedder, gate: GateSet, *, alpha: float) -> EmbedderGate:
+    """Both models over the same gate set, per-query nDCG@10 / MRR@10, the verdict."""
+    scores = [per_query(exact_run(e, gate), gate.qrels, GATE_METRICS) for e in (base, tuned)]
+    return gate_verdict(scores[0], scores[1], corpus=len(gate.corpus), alpha=alpha)
