@@ -210,8 +210,30 @@ class DenseStoreContract(ChunkStoreContract):
         finally:
             again.close()
 
+    def test_the_same_weights_under_another_name_reopen(
+        self,
+        reopen: Callable[..., DenseStore],
+        embedder: SentenceTransformerEmbedder,
+        sample_chunks: list[Chunk],
+        sample_vectors: np.ndarray,
+    ) -> None:
+        first = reopen()
+        first.upsert(sample_chunks, sample_vectors)
+        first.close()
+        # The bundled model given by its folder path: same weights hash, same vectors.
+        again = reopen(dataclasses.replace(embedder.info, model_id="/models/all-MiniLM-L6-v2"))
+        try:
+            assert again.count() == len(sample_chunks)
+        finally:
+            again.close()
+
     @pytest.mark.parametrize(
-        "change", [{"model_id": "other/model"}, {"version": "0123456789ab"}, {"dim": 768}]
+        "change",
+        [
+            {"model_id": "other/model", "version": "fedcba987654"},
+            {"version": "0123456789ab"},
+            {"dim": 768},
+        ],
     )
     def test_reopening_with_another_model_raises(
         self,
