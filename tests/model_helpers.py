@@ -32,3 +32,18 @@ def cross_encoder_predict(folder: Path, pairs: Sequence[tuple[str, str]]) -> lis
 
     model = CrossEncoder(str(folder), device="cpu")
     return [float(s) for s in model.predict(list(pairs))]
+
+
+def save_nudged_embedder(folder: Path) -> str:
+    """MiniLM with one weight tensor scaled by 1.01: the same architecture under another
+    version hash, a second embedding model without a download."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from braid.engine.embedder import resolve_model_path
+
+    model = SentenceTransformer(resolve_model_path("all-MiniLM-L6-v2"), device="cpu")
+    with torch.no_grad():
+        next(model.parameters()).mul_(1.01)
+    model.save(str(folder))
+    return str(folder)

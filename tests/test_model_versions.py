@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from model_helpers import save_nudged_embedder
 
 from braid.engine.config import Settings
 from braid.engine.errors import ModelMismatchError
@@ -71,17 +72,7 @@ def _without_models(data_dir: Path, action: str, name: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def other_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     """MiniLM with one weight nudged: same architecture, another version hash."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    from braid.engine.embedder import resolve_model_path
-
-    model = SentenceTransformer(resolve_model_path("all-MiniLM-L6-v2"), device="cpu")
-    with torch.no_grad():
-        next(model.parameters()).mul_(1.01)
-    folder = tmp_path_factory.mktemp("other-model")
-    model.save(str(folder))
-    return str(folder)
+    return save_nudged_embedder(tmp_path_factory.mktemp("other-model"))
 
 
 def _settings(data_dir: Path, model: str | None = None) -> Settings:

@@ -68,3 +68,15 @@ def copy_data_dir(source: Path, target: Path) -> Path:
 def python_command() -> list[str]:
     """``braid`` run by this interpreter, whether or not its console script is installed."""
     return [sys.executable, "-m", "braid.cli"]
+
+
+# `braid ingest --json`: the README's CLI contract.
+INGEST_KEYS = {
+    "documents",
+    "chunks",
+    "skipped_unchanged",
+    "deleted",
+    "errors",
+    "skipped_files",
+    "seconds",
+}

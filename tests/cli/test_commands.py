@@ -11,20 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import SAMPLE_PATH, braid, cli_env, python_command, sample_ids
+from cli_helpers import INGEST_KEYS, SAMPLE_PATH, braid, cli_env, python_command, sample_ids
 from typer.testing import CliRunner, Result
 
 from braid.engine.locking import DataDirLock
 
-INGEST_KEYS = {
-    "documents",
-    "chunks",
-    "skipped_unchanged",
-    "deleted",
-    "errors",
-    "skipped_files",
-    "seconds",
-}
 SAMPLE_IDS = sample_ids()
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from cli_helpers import (
+    INGEST_KEYS,
     TORCH_THREADS,
     braid,
     braid_json,
@@ -26,15 +27,6 @@ from typer.testing import CliRunner
 
 from braid.engine.config import Settings
 
-INGEST_KEYS = {
-    "documents",
-    "chunks",
-    "skipped_unchanged",
-    "deleted",
-    "errors",
-    "skipped_files",
-    "seconds",
-}
 SEARCH_KEYS = {"hits", "timings_ms", "mode", "embedding_model", "reranker_model", "fusion_weights"}
 # The API's HitOut: what the README documents plus the 1-based rank and character offsets.
 HIT_KEYS = {

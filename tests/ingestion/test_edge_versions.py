@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 from ingest_helpers import SAMPLE_PATH, TORCH_THREADS, cli_env
+from model_helpers import save_nudged_embedder
 from typer.testing import CliRunner, Result
 
 from braid.cli.app import app
@@ -157,18 +158,8 @@ def test_drop_refuses_the_serving_shard_and_removes_the_others(tmp_path: Path) -
 
 @pytest.fixture(scope="module")
 def other_model(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """MiniLM with one weight tensor nudged: same architecture, another version hash."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    from braid.engine.embedder import resolve_model_path
-
-    model = SentenceTransformer(resolve_model_path("all-MiniLM-L6-v2"), device="cpu")
-    with torch.no_grad():
-        next(model.parameters()).mul_(1.01)
-    folder = tmp_path_factory.mktemp("other-model")
-    model.save(str(folder))
-    return str(folder)
+    """MiniLM with one weight nudged: same architecture, another version hash."""
+    return save_nudged_embedder(tmp_path_factory.mktemp("other-model"))
 
 
 def _runner(**extra: str) -> CliRunner:
