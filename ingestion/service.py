@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from braid.engine.config import Settings
 from braid.engine.factory import Engine, build_engine
 from braid.engine.locking import DataDirLock
+from braid.ingestion.data_format import check_data_format
 from braid.ingestion.ledger import LEDGER_FILE, Ledger
 from braid.ingestion.pipeline import IngestPipeline
 
@@ -87,10 +88,12 @@ def open_workspace(
     Raises:
         IndexLockedError: another process (a server, another ingest) owns the data dir.
         ModelMismatchError: the stores were built with another embedding model.
+        ConfigError: the data dir was written by a newer braid (``data_format``).
     """
     lock = DataDirLock(settings.data_dir, role=role, api_url=api_url)
     lock.acquire()
     try:
+        check_data_format(settings.data_dir)
         engine = build_engine(settings, models=models)
     except BaseException:
         lock.release()
