@@ -141,11 +141,10 @@ class EmbedderTrainingRecord:
             return [f"braid train embedder --resume --out {self.out} (same options)"]
         steps = [f"braid reindex --model {self.out}   # then braid promote <collection>"]
         if self.config.dataset:
-            # Side B gets its own evaluation index (built on first use): an index answers
-            # only for the model that built it.
+            # Side B gets its own evaluation index, built on first use.
             steps.append(
                 f"braid eval compare {self.config.dataset} --model-a {self.base.model_id} "
-                f"--model-b {self.out} --index-b {self.out}-eval-index"
+                f"--model-b {self.out}"
             )
         return steps
 

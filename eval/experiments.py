@@ -231,6 +231,16 @@ class CompareReport:
         }
 
 
+def model_slug(settings: Settings) -> str:
+    """A folder-name-safe tag of the embedding model: its last path part and a short hash."""
+    import hashlib
+    import re
+
+    name = settings.embedder.model
+    tail = re.sub(r"[^A-Za-z0-9._-]+", "-", name.rstrip("/").rsplit("/", 1)[-1])[:40]
+    return f"{tail}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
 def shadow_sides(
     folder: Path,
     a: Settings,
@@ -239,14 +249,18 @@ def shadow_sides(
     index_a: Path | None = None,
     index_b: Path | None = None,
 ) -> tuple[Side, Side]:
-    """Sides A and B of a shadow comparison. ``index_b`` defaults to ``index_a``, which
-    defaults to the dataset's index under A's data dir.
+    """Sides A and B of a shadow comparison. ``index_a`` defaults to the dataset's index
+    under A's data dir; ``index_b`` to A's index, or, when B embeds with another model, to
+    that model's own evaluation index beside it (built on first use: an index answers only
+    for the model that built it).
 
     Raises:
         InvalidRequestError: A and B are the same settings on the same index.
     """
     default_dir = default_index_dir(a.data_dir, folder.resolve().name)
     first = Side("A", a, index_a or default_dir)
+    if index_b is None and b.embedder.model != a.embedder.model:
+        index_b = first.index_dir.with_name(f"{first.index_dir.name}-{model_slug(b)}")
     second = Side("B", b, index_b or index_a or default_dir)
     if first.settings == second.settings and first.index_dir == second.index_dir:
         raise InvalidRequestError(

@@ -6,6 +6,7 @@ opens and closes the index itself, as the commands do.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,9 +63,14 @@ def test_shadow_sides(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     with pytest.raises(InvalidRequestError, match="A and B are the same"):
         shadow_sides(folder, settings, settings)
-    a, b = shadow_sides(folder, settings, with_embedding_model(settings, "other-model"))
-    assert a.index_dir == b.index_dir == tmp_path / "data" / "eval" / "tiny"
-    assert b.settings.embedder.model == "other-model"
+    a, b = shadow_sides(folder, settings, with_embedding_model(settings, "/models/other-model"))
+    # Another model gets its own index beside A's: an index answers for its own model only.
+    assert a.index_dir == tmp_path / "data" / "eval" / "tiny"
+    tag = hashlib.sha256(b"/models/other-model").hexdigest()[:8]
+    assert b.index_dir == tmp_path / "data" / "eval" / f"tiny-other-model-{tag}"
+    assert b.settings.embedder.model == "/models/other-model"
+    a, b = shadow_sides(folder, settings, with_embedding_model(settings, "m"), index_b=a.index_dir)
+    assert b.index_dir == a.index_dir  # asked for: B opens A's index (and its lock says if not)
     a, b = shadow_sides(folder, settings, settings, index_b=tmp_path / "b")
     assert (a.label, b.label, b.index_dir) == ("A", "B", tmp_path / "b")
 
