@@ -42,7 +42,11 @@ app.command()(serve.serve)
 app.command()(worker.worker)
 # Evaluation, training, benchmarks.
 app.add_typer(eval_app, name="eval", help="Evaluate on BEIR-format datasets, tune fusion.")
-app.add_typer(train_app, name="train", help="Train models: the embedder (fine-tuned on your corpus) and a cross-encoder reranker.")
+app.add_typer(
+    train_app,
+    name="train",
+    help="Train models: the embedder (fine-tuned on your corpus) and a cross-encoder reranker.",
+)
 app.add_typer(
     bench_app, name="bench", help="Benchmarks: medians and ratios, printed, not asserted."
 )
