@@ -54,6 +54,31 @@ def fuse(
     """
     if method == "adaptive":
         return adaptive_fusion(rankings, weights, rule)
+    return _fixed(method, rankings, weights, k)
+
+
+def fuse_explained(
+    method: FusionMethod,
+    rankings: Mapping[str, Sequence[ScoredPoint]],
+    weights: Mapping[str, float] | None = None,
+    k: float = RRF_K,
+    rule: AdaptiveRule | None = None,
+) -> tuple[list[Hit], dict[str, float]]:
+    """``fuse``, and the per-retriever weights it used (adaptive: this query's own)."""
+    if method == "adaptive":
+        effective = adaptive_weights(rankings, weights, rule)
+        return _score_fusion(rankings, effective, _min_max, _zero, "adaptive"), effective
+    given = weights or {}
+    used = {name: float(given.get(name, 1.0)) for name in ("bm25", "dense")}
+    return _fixed(method, rankings, weights, k), used
+
+
+def _fixed(
+    method: FusionMethod,
+    rankings: Mapping[str, Sequence[ScoredPoint]],
+    weights: Mapping[str, float] | None,
+    k: float,
+) -> list[Hit]:
     if method == "rrf":
         return weighted_rrf(rankings, weights, k)
     if method == "convex":
@@ -205,8 +230,7 @@ def adaptive_fusion(
     Returns:
         Fused hits, best first.
     """
-    effective = adaptive_weights(rankings, weights, rule)
-    return _score_fusion(rankings, effective, _min_max, _zero, "adaptive")
+    return fuse_explained("adaptive", rankings, weights, rule=rule)[0]
 
 
 def single(ranking: Sequence[ScoredPoint], name: str) -> list[Hit]:

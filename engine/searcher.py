@@ -11,7 +11,7 @@ from typing import Literal, get_args
 from braid.engine.adaptive import AdaptiveRule, rule_for_model
 from braid.engine.errors import InvalidRequestError
 from braid.engine.filters import FilterExpr, parse_filter
-from braid.engine.fusion import FUSION_METHODS, RRF_K, adaptive_weights, fuse, single
+from braid.engine.fusion import FUSION_METHODS, RRF_K, fuse_explained, single
 from braid.engine.fusion import FusionMethod as FusionMethod  # re-exported: eval imports it here
 from braid.engine.grouping import DEFAULT_PASSAGES, best_per_document, group_documents
 from braid.engine.models import (
@@ -257,8 +257,7 @@ class HybridSearcher:
         rule = self.rule if method == "adaptive" else None
         if chunks:
             return self._fuse_documents(method, rankings, chosen, k, rule, chunks)
-        used = adaptive_weights(rankings, chosen, rule) if rule else _weights_of(chosen)
-        return fuse(method, rankings, chosen, k, rule), used
+        return fuse_explained(method, rankings, chosen, k, rule)
 
     def _fuse_documents(
         self,
@@ -284,8 +283,7 @@ class HybridSearcher:
                 place = (len(seen), point.point_id)
                 if doc_id not in shown or place[0] < shown[doc_id][0]:
                     shown[doc_id] = place
-        used = adaptive_weights(by_doc, weights, rule) if rule else _weights_of(weights)
-        fused = fuse(method, by_doc, weights, k, rule)
+        fused, used = fuse_explained(method, by_doc, weights, k, rule)
         hits = []
         for hit in fused:
             point_id = shown[hit.point_id][1]
@@ -303,14 +301,13 @@ class HybridSearcher:
         # Chunks are fetched in growing batches until top_k documents are filled: several
         # chunks of one document may take several places.
         start, batch = 0, max(2 * top_k, 32)
-        while start < len(hits):
+        documents: list[DocumentHit] = []
+        while start < len(hits) and len(documents) < top_k:
             self._attach_chunks(hits[start : start + batch])
             start += batch
             documents = group_documents(hits[:start], top_k, passages)
-            if len(documents) >= top_k:
-                break
             batch *= 2
-        return group_documents(hits[:start], top_k, passages)
+        return documents
 
     def _rerank(self, query: str, hits: list[Hit], depth: int) -> list[Hit]:
         assert self.reranker is not None  # checked by the caller (internal invariant)
@@ -347,10 +344,6 @@ class HybridSearcher:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-
-
-def _weights_of(weights: Mapping[str, float]) -> dict[str, float]:
-    return {name: float(weights.get(name, 1.0)) for name in ("bm25", "dense")}
 
 
 def _passage(hit: Hit) -> str:
