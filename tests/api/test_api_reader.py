@@ -366,11 +366,22 @@ def test_serve_runs_reader_workers(tmp_path: Path) -> None:
     assert code in (0, -signal.SIGTERM), log.read_text()
     text = log.read_text()
     assert "braid serve (reader, 2 workers)" in " ".join(text.split())
-    assert text.count("Application shutdown complete") == 2
+    # The supervisor stops only after joining its workers. How many shut down gracefully is
+    # not asserted: under CPU load uvicorn may judge a slow worker hung and replace it.
+    assert "Stopping parent process" in text, text
+    assert not [pid for pid in started_pids(text) if process_alive(int(pid))], text
 
 
 def started_pids(log: str) -> set[str]:
     return set(re.findall(r"Started server process \[(\d+)\]", log))
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 # -- across processes, with a real Qdrant server ----------------------------------------------
