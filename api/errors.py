@@ -31,6 +31,7 @@ from braid.engine.errors import (
     ModelMismatchError,
     ModelsNotLoadedError,
 )
+from braid.engine.paging import CursorError, IndexChangedError, PastDepthError
 from braid.ingestion.jobs import JobNotFoundError, QueueFullError
 
 _log = logging.getLogger("braid.api")
@@ -87,6 +88,9 @@ class CorsRefused(ApiError):
 # Most specific class first: the first ``isinstance`` match decides.
 STATUS_TABLE: Sequence[tuple[type[Exception], int, str]] = (
     (InvalidFilterError, 422, "invalid_filter"),
+    (CursorError, 400, "invalid_cursor"),
+    (IndexChangedError, 409, "index_changed"),
+    (PastDepthError, 400, "past_candidate_depth"),
     (InvalidRequestError, 422, "invalid_request"),
     (InvalidDocumentError, 422, "invalid_document"),
     (LimitExceeded, 422, "limit_exceeded"),
@@ -199,7 +203,7 @@ def error_response(
 def _path_of(exc: Exception) -> str | None:
     if isinstance(exc, ApiError):
         return exc.path
-    if isinstance(exc, InvalidFilterError):
+    if isinstance(exc, InvalidFilterError | InvalidRequestError):
         return exc.path
     return None
 
@@ -295,11 +299,14 @@ def install_error_handlers(app: FastAPI) -> None:
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the error statuses a route can answer."""
     descriptions = {
-        400: "Malformed JSON body (or one nested deeper than the limit)",
+        400: "Malformed JSON body (or one nested deeper than the limit); search: a cursor "
+        "from another query (invalid_cursor) or a page past the candidate depth "
+        "(past_candidate_depth)",
         401: "Missing or unknown API key",
         403: "The key may not write",
         404: "Not found",
-        409: "The index was built with another embedding model",
+        409: "The index was built with another embedding model; search: the index changed "
+        "since the cursor's page (index_changed)",
         413: "Body larger than api.max_body_bytes",
         415: "The body's Content-Type is not application/json",
         422: "Invalid or out-of-limit input; `path` points at it",

@@ -147,6 +147,8 @@ class Runtime:
             set_cpu_threads(self.settings.embedder.cpu_threads or available_cpus())
             engine = self._open_as_reader() if self.reader else self._open_as_owner()
             self.searcher = self._build_searcher(engine)
+            # Cursors are refused once the index changed: the ledger counts every write.
+            self.searcher.index_version = self.ledger.index_version
             self._warm(self.searcher)
             jobs = self._open_jobs()  # already open unless preflight was skipped
             if self.workspace is not None:

@@ -28,8 +28,11 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from braid.engine.facets import MAX_FACETS
 from braid.engine.fusion import FusionMethod
-from braid.engine.models import Hit, ModelInfo, SearchResponse
+from braid.engine.highlight import snippet_html
+from braid.engine.models import DocumentHit, Hit, ModelInfo, SearchResponse
+from braid.engine.paging import MAX_CURSOR_CHARS
 from braid.ingestion.jobs import Job, JobQueue, WorkerStatus
 from braid.ingestion.ledger import LedgerEntry
 from braid.ingestion.payload import DocumentPayload
@@ -78,8 +81,11 @@ class SearchRequest(_Strict):
                     "top_k": 5,
                     "mode": "hybrid",
                     "filter": {"source": "docs", "year": {"$gte": 2019}},
+                    "facets": ["source", "tags"],
                     "explain": True,
-                }
+                },
+                {"query": "reciprocal rank fusion", "cursor": "eyJ2IjoxLCJvIjoxMCwi..."},
+                {"query": "bm25", "group_by": "chunk", "mode": "bm25", "top_k": 3},
             ]
         },
     )
@@ -88,7 +94,12 @@ class SearchRequest(_Strict):
         min_length=1,
         description="the text to search for (at most api.max_query_chars characters)",
     )
-    top_k: StrictInt = Field(default=10, ge=1, description="hits to return (at most api.max_top_k)")
+    top_k: StrictInt = Field(
+        default=10,
+        ge=1,
+        description="results per page: documents, or chunks with group_by chunk (at most "
+        "api.max_top_k)",
+    )
     mode: Literal["hybrid", "bm25", "dense"] = Field(
         default="hybrid", description="BM25 only, dense only, or both fused"
     )
@@ -130,6 +141,55 @@ class SearchRequest(_Strict):
         ge=1,
         description="fused hits that are reranked (at most api.max_candidates)",
     )
+    group_by: Literal["document", "chunk"] = Field(
+        default="document",
+        description="document (the default): one result per document, ranked where its best "
+        "chunk ranks, with its best passages; chunk: one result per chunk (before 0.4, the "
+        "only shape)",
+    )
+    passages: StrictInt = Field(
+        default=3, ge=1, le=10, description="group_by document: passages per document"
+    )
+    offset: StrictInt = Field(
+        default=0,
+        ge=0,
+        le=10_000,
+        description="results to skip. Pages are slices of one list, the query's fused "
+        "candidates: offset must stay below the candidate depth (candidates, default 100), "
+        "else 400 past_candidate_depth; the last page may be short",
+    )
+    cursor: str | None = Field(
+        default=None,
+        max_length=MAX_CURSOR_CHARS,
+        description="the previous page's next_cursor, with the same query, mode, filter, "
+        "fusion, weights, reranking, grouping and min_score (top_k may change); replaces "
+        "offset. Another search's cursor answers 400 invalid_cursor; a cursor made before the "
+        "index was last written answers 409 index_changed",
+    )
+    facets: list[StrictStr] | None = Field(
+        default=None,
+        max_length=MAX_FACETS,
+        description="metadata fields to count: documents per value over the query's "
+        "candidate documents (every document either retriever found for the query and "
+        "filter, at or above min_score: the set paging walks), at most 20 values per field, "
+        "most frequent first. A field no document has answers 422",
+        examples=[["source", "tags", "year"]],
+    )
+    highlight: StrictBool = Field(
+        default=True,
+        description="mark the query's terms in each passage BM25 found: character offsets "
+        "into text, and an HTML-safe snippet with <mark> tags; a passage only dense "
+        "retrieval found gets no marks",
+    )
+    min_score: StrictFloat | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="drop results whose fused score is below it. The fused score lies in "
+        "[0, 1] with adaptive and convex fusion in hybrid mode, the only ones this accepts "
+        "(others answer 422); with reranking the threshold still applies to the fused score",
+    )
     include_text: StrictBool = Field(default=True, description="return each hit's chunk text")
     explain: StrictBool = Field(
         default=False, description="return each hit's rank and score in every stage"
@@ -153,6 +213,18 @@ class HitOut(BaseModel):
     start: int | None = Field(default=None, description="character offset in the document")
     end: int | None = None
     metadata: MetadataOut = Field(default_factory=dict)
+    highlights: list[tuple[int, int]] | None = Field(
+        default=None,
+        description="with highlight: [start, end) character offsets of the query's terms in "
+        "text (empty when BM25 did not find this chunk)",
+        examples=[[[0, 4], [27, 33]]],
+    )
+    snippet: str | None = Field(
+        default=None,
+        description="with highlight: an HTML-safe excerpt of text (at most 240 characters, "
+        "'…' where cut) with the terms in <mark> tags",
+        examples=["<mark>BM25</mark> is a bag-of-words <mark>ranking</mark> function…"],
+    )
     stages: dict[str, StageOut] | None = Field(
         default=None,
         description="with explain: rank and score per stage ('bm25', 'dense', the fusion "
@@ -163,6 +235,7 @@ class HitOut(BaseModel):
     @classmethod
     def from_engine(cls, rank: int, hit: Hit, include_text: bool, explain: bool) -> HitOut:
         chunk = hit.chunk
+        highlights = hit.highlights
         return cls(
             rank=rank,
             doc_id=hit.doc_id,
@@ -173,10 +246,79 @@ class HitOut(BaseModel):
             start=chunk.start if chunk else None,
             end=chunk.end if chunk else None,
             metadata=dict(chunk.metadata) if chunk else {},
-            stages={k: StageOut(rank=s.rank, score=s.score) for k, s in hit.stages.items()}
-            if explain
+            highlights=highlights,
+            snippet=snippet_html(chunk.text, highlights)
+            if chunk is not None and highlights is not None
             else None,
+            stages=_stages(hit) if explain else None,
         )
+
+
+def _stages(hit: Hit) -> dict[str, StageOut]:
+    return {k: StageOut(rank=s.rank, score=s.score) for k, s in hit.stages.items()}
+
+
+class PassageOut(BaseModel):
+    """One chunk of a result document."""
+
+    chunk_id: str = Field(description="'<doc_id>#<chunk index>'")
+    score: float = Field(description="this chunk's final score")
+    text: str | None = Field(default=None, description="absent when include_text is false")
+    start: int | None = Field(default=None, description="character offset in the document")
+    end: int | None = None
+    highlights: list[tuple[int, int]] | None = Field(
+        default=None, description="as in hits: offsets of the query's terms in text"
+    )
+    snippet: str | None = Field(default=None, description="as in hits: HTML-safe, <mark>ed")
+    stages: dict[str, StageOut] | None = Field(
+        default=None, description="with explain: this chunk's rank and score per stage"
+    )
+
+    @classmethod
+    def from_engine(cls, hit: Hit, include_text: bool, explain: bool) -> PassageOut:
+        one = HitOut.from_engine(0, hit, include_text, explain)
+        return cls(
+            chunk_id=one.chunk_id,
+            score=one.score,
+            text=one.text,
+            start=one.start,
+            end=one.end,
+            highlights=one.highlights,
+            snippet=one.snippet,
+            stages=one.stages,
+        )
+
+
+class DocumentResultOut(BaseModel):
+    """One result document (group_by document)."""
+
+    rank: int = Field(description="1-based position in the whole result list")
+    doc_id: str
+    score: float = Field(description="its best chunk's score (the fused score unless reranked)")
+    title: str | None = None
+    metadata: MetadataOut = Field(default_factory=dict)
+    passages: list[PassageOut] = Field(
+        description="its best chunks, best first (at most `passages`)"
+    )
+
+    @classmethod
+    def from_engine(
+        cls, document: DocumentHit, include_text: bool, explain: bool
+    ) -> DocumentResultOut:
+        chunk = document.best.chunk
+        return cls(
+            rank=document.rank,
+            doc_id=document.doc_id,
+            score=document.score,
+            title=chunk.title if chunk else None,
+            metadata=dict(chunk.metadata) if chunk else {},
+            passages=[PassageOut.from_engine(p, include_text, explain) for p in document.passages],
+        )
+
+
+class FacetCountOut(BaseModel):
+    value: StrictBool | StrictInt | StrictFloat | StrictStr
+    count: int = Field(description="candidate documents with this value")
 
 
 class ModelOut(BaseModel):
@@ -190,7 +332,25 @@ class ModelOut(BaseModel):
 
 
 class SearchResponseOut(BaseModel):
-    hits: list[HitOut]
+    hits: list[HitOut] = Field(
+        description="group_by chunk: the chunks of this page; group_by document: each "
+        "document's best passage, in document order (so a client that reads hits gets one "
+        "per document)"
+    )
+    documents: list[DocumentResultOut] | None = Field(
+        default=None, description="group_by document: the documents of this page, best first"
+    )
+    offset: int = Field(default=0, description="results skipped before this page")
+    next_cursor: str | None = Field(
+        default=None,
+        description="pass it as cursor for the next page; null when there is none (the "
+        "results or the candidate depth end here)",
+    )
+    facets: dict[str, list[FacetCountOut]] | None = Field(
+        default=None,
+        description="with facets: per field, values and how many candidate documents have them",
+        examples=[{"source": [{"value": "docs", "count": 7}, {"value": "blog", "count": 2}]}],
+    )
     mode: Literal["hybrid", "bm25", "dense"]
     timings_ms: dict[str, float] = Field(
         description="milliseconds per stage: embed, dense, sparse, fuse, rerank, fetch, total"
@@ -209,11 +369,27 @@ class SearchResponseOut(BaseModel):
         cls, response: SearchResponse, include_text: bool, explain: bool
     ) -> SearchResponseOut:
         model = response.embedding_model
-        return cls(
-            hits=[
+        documents = response.documents
+        if documents is not None:
+            hits = [HitOut.from_engine(d.rank, d.best, include_text, explain) for d in documents]
+        else:
+            hits = [
                 HitOut.from_engine(i, h, include_text, explain)
-                for i, h in enumerate(response.hits, start=1)
-            ],
+                for i, h in enumerate(response.hits, start=response.offset + 1)
+            ]
+        return cls(
+            hits=hits,
+            documents=[DocumentResultOut.from_engine(d, include_text, explain) for d in documents]
+            if documents is not None
+            else None,
+            offset=response.offset,
+            next_cursor=response.next_cursor,
+            facets={
+                field: [FacetCountOut(value=v.value, count=v.count) for v in values]
+                for field, values in response.facets.items()
+            }
+            if response.facets is not None
+            else None,
             mode=response.mode,
             timings_ms={k: round(v, 3) for k, v in response.timings_ms.items()},
             embedding_model=ModelOut.from_engine(model) if model else None,

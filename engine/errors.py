@@ -47,7 +47,14 @@ class MissingDependencyError(BraidError):
 
 
 class InvalidRequestError(BraidError):
-    """A search parameter is out of range (top_k, mode, weights, ...)."""
+    """A search parameter is out of range (top_k, mode, weights, ...).
+
+    ``path`` names the offending request field when it is known (``$.offset``).
+    """
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class ModelsNotLoadedError(BraidError):

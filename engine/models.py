@@ -88,6 +88,9 @@ class Hit:
     score: float
     stages: dict[str, StageScore] = field(default_factory=dict)
     chunk: Chunk | None = None
+    # With highlighting: character spans [start, end) of matched query terms in chunk.text
+    # (engine/highlight.py); empty for a hit BM25 did not find.
+    highlights: list[tuple[int, int]] | None = None
 
     @property
     def doc_id(self) -> str:
@@ -116,6 +119,14 @@ class DocumentHit:
         return self.passages[0]
 
 
+@dataclass(frozen=True, slots=True)
+class FacetValue:
+    """One value of a metadata field and how many candidate documents have it."""
+
+    value: str | int | float | bool
+    count: int
+
+
 @dataclass(slots=True)
 class SearchResponse:
     """Hits best first, per-stage timings in milliseconds and the models that produced them."""
@@ -130,3 +141,8 @@ class SearchResponse:
     documents: list[DocumentHit] | None = None
     # The per-retriever weights fusion used for this query (adaptive fusion: this query's own).
     fusion_weights: dict[str, float] | None = None
+    # Paging: where this page starts, and the cursor of the next one (None: no more results).
+    offset: int = 0
+    next_cursor: str | None = None
+    # Facet counts over the query's candidate documents (engine/facets.py), when asked for.
+    facets: dict[str, list[FacetValue]] | None = None

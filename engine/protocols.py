@@ -80,6 +80,10 @@ class DenseStore(Protocol):
         """Ids of the documents with at least one chunk matching ``filter``."""
         ...
 
+    def metadata_fields(self) -> set[str]:
+        """Metadata fields that some stored chunk has."""
+        ...
+
     def count(self) -> int:
         """Number of chunks (points)."""
         ...
@@ -110,6 +114,10 @@ class SparseStore(Protocol):
         ...
 
     def fetch(self, point_ids: Sequence[str]) -> dict[str, Chunk]: ...
+
+    def analyze(self, text: str) -> list[str]:
+        """Terms of query ``text`` as ``search`` scores them (for highlighting)."""
+        ...
 
     def chunks(self, filter: FilterExpr | None = None) -> Iterable[Chunk]:
         """Every stored chunk matching ``filter`` (re-indexing reads the corpus back here)."""

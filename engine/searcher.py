@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from braid.engine.adaptive import AdaptiveRule, rule_for_model
 from braid.engine.errors import InvalidRequestError
+from braid.engine.facets import check_facet_fields, count_facets
 from braid.engine.filters import FilterExpr, parse_filter
 from braid.engine.fusion import FUSION_METHODS, RRF_K, fuse_explained, single
 from braid.engine.fusion import FusionMethod as FusionMethod  # re-exported: eval imports it here
 from braid.engine.grouping import DEFAULT_PASSAGES, best_per_document, group_documents
+from braid.engine.highlight import highlight_spans
 from braid.engine.models import (
     Chunk,
     DocumentHit,
@@ -22,6 +24,13 @@ from braid.engine.models import (
     SearchMode,
     SearchResponse,
     StageScore,
+)
+from braid.engine.paging import (
+    Cursor,
+    CursorError,
+    IndexChangedError,
+    PastDepthError,
+    fingerprint,
 )
 from braid.engine.protocols import DenseStore, Embedder, Reranker, SparseStore
 
@@ -33,6 +42,10 @@ GroupBy = Literal["chunk", "document"]
 GROUP_BY: tuple[GroupBy, ...] = get_args(GroupBy)
 FusionLevel = Literal["chunk", "document"]
 FUSION_LEVELS: tuple[FusionLevel, ...] = get_args(FusionLevel)
+# Fusion methods whose fused score lies in [0, 1], so that min_score means the same for
+# every query (min-max normalised legs, weights that sum to 1).
+BOUNDED_FUSION: tuple[FusionMethod, ...] = ("adaptive", "convex")
+IndexVersion = Callable[[], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +81,9 @@ class HybridSearcher:
         self.reranker = reranker
         self.defaults = defaults or SearchDefaults()
         self._rule: AdaptiveRule | None = None  # chosen for the embedder's model on first use
+        # What cursors check: a value that changes whenever the index is written (the
+        # ingestion ledger's version); None: cursors are not checked against writes.
+        self.index_version: IndexVersion | None = None
         # BM25 runs here while the calling thread embeds the query and searches Qdrant;
         # both engines release the GIL while they search.
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="braid-sparse")
@@ -87,6 +103,11 @@ class HybridSearcher:
         group_by: GroupBy = "chunk",
         passages: int = DEFAULT_PASSAGES,
         fusion_level: FusionLevel | None = None,
+        offset: int = 0,
+        cursor: str | None = None,
+        facets: Sequence[str] = (),
+        highlight: bool = False,
+        min_score: float | None = None,
     ) -> SearchResponse:
         """Run one query through the configured stages.
 
@@ -111,6 +132,19 @@ class HybridSearcher:
             fusion_level: ``chunk`` fuses the retrievers' chunk lists; ``document`` first cuts
                 each list to each document's best chunk, so documents meet in fusion (their
                 stage ranks are then document ranks, and each document has one passage).
+            offset: results (documents or chunks) to skip: pages are slices of one list, the
+                query's candidates fused; ``offset + top_k`` may not pass the candidate
+                depth (``PastDepthError``).
+            cursor: the ``next_cursor`` of the previous page (instead of ``offset``): it
+                holds the offset and depth, and is refused for another query
+                (``CursorError``) or after the index changed (``IndexChangedError``).
+            facets: metadata fields to count values of, over the candidate documents
+                (``engine/facets.py``).
+            highlight: mark the query's BM25 terms in each hit that BM25 found
+                (``Hit.highlights``, ``engine/highlight.py``).
+            min_score: drop hits whose fused score is below it; needs a fused score in
+                [0, 1]: hybrid mode with ``adaptive`` or ``convex`` fusion. Reranked hits
+                keep their reranked order; the threshold still applies to the fused score.
 
         Returns:
             Hits best first with their chunks and per-stage ranks and scores (and documents
@@ -127,10 +161,37 @@ class HybridSearcher:
             if filter is None or not isinstance(filter, Mapping)
             else parse_filter(dict(filter))
         )
+        page = self._page_start(offset, cursor)
+        if page is not None:
+            candidates = page.depth
+            offset = page.offset
         top_k, depth, use_rerank, rerank_n = self._check(
-            query, top_k, mode, weights, candidates, rerank, rerank_depth, fusion
+            query, top_k, mode, weights, candidates, rerank, rerank_depth, fusion, offset
         )
         level = self._check_grouping(group_by, passages, fusion_level)
+        method = fusion or self.defaults.fusion
+        self._check_min_score(min_score, mode, method)
+        facet_fields = (
+            check_facet_fields(list(facets), self.dense.metadata_fields()) if facets else []
+        )
+        shape = fingerprint(
+            {
+                "query": query,
+                "mode": mode,
+                "filter": repr(expr),
+                "weights": dict(weights) if weights is not None else None,
+                "rrf_k": rrf_k,
+                "fusion": method,
+                "rerank": [use_rerank, rerank_n],
+                "group_by": group_by,
+                "passages": passages,
+                "level": level,
+                "min_score": min_score,
+            }
+        )
+        version = self.index_version() if self.index_version is not None else ""
+        if page is not None:
+            self._check_cursor(page, shape, version)
         timings: dict[str, float] = {}
 
         sparse_future: Future[tuple[list[ScoredPoint], float]] | None = None
@@ -164,14 +225,33 @@ class HybridSearcher:
             timings["rerank"] = _ms(t)
 
         t = time.perf_counter()
+        if min_score is not None:
+            hits = [h for h in hits if h.stages[method].score >= min_score]
+        facet_counts = None
+        if facet_fields:
+            self._attach_chunks(hits)  # every candidate: the counted set
+            facet_counts = count_facets((h.chunk for h in hits if h.chunk), facet_fields)
         documents = None
+        # A page is a slice of the first `depth` results: a later page may not raise the
+        # depth (that would change the list), so the last page may be short.
+        end = min(offset + top_k, depth)
         if group_by == "document":
-            documents = self._documents(hits, top_k, passages)
+            documents = self._documents(hits, end + 1, passages)
+            more = len(documents) > end
+            documents = documents[offset:end]
             hits = [p for d in documents for p in d.passages]
         else:
-            hits = hits[:top_k]
+            more = len(hits) > end
+            hits = hits[offset:end]
             self._attach_chunks(hits)
         timings["fetch"] = fetch_ms + _ms(t)
+        if highlight:
+            t = time.perf_counter()
+            self._highlight(query, hits)
+            timings["highlight"] = _ms(t)
+        next_cursor = None
+        if more and end < depth:
+            next_cursor = Cursor(end, depth, shape, version).encode()
         timings["total"] = _ms(started)
         return SearchResponse(
             hits=hits,
@@ -181,7 +261,57 @@ class HybridSearcher:
             reranker_model=self.reranker.model_id if use_rerank and self.reranker else None,
             documents=documents,
             fusion_weights=used,
+            offset=offset,
+            next_cursor=next_cursor,
+            facets=facet_counts,
         )
+
+    @staticmethod
+    def _page_start(offset: int, cursor: str | None) -> Cursor | None:
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise PastDepthError(f"offset must be a non-negative integer, got {offset!r}")
+        if cursor is None:
+            return None
+        if offset:
+            raise CursorError("give cursor or offset, not both")
+        return Cursor.decode(cursor)
+
+    @staticmethod
+    def _check_cursor(page: Cursor, shape: str, version: str) -> None:
+        if page.fingerprint != shape:
+            raise CursorError(
+                "cursor belongs to another search: query, mode, filter, fusion, weights, "
+                "reranking, grouping and min_score must be those of its first page"
+            )
+        if page.index_version != version:
+            raise IndexChangedError(
+                "the index changed since the cursor's page was made: its next page could "
+                "repeat or skip results; search again from the first page"
+            )
+
+    @staticmethod
+    def _check_min_score(min_score: float | None, mode: str, method: str) -> None:
+        if min_score is None:
+            return
+        if not 0.0 <= min_score <= 1.0:
+            raise InvalidRequestError(
+                f"min_score must be in [0, 1], got {min_score}", "$.min_score"
+            )
+        if mode != "hybrid" or method not in BOUNDED_FUSION:
+            raise InvalidRequestError(
+                "min_score needs a fused score in [0, 1]: hybrid mode with fusion "
+                f"{' or '.join(BOUNDED_FUSION)} (this search: {mode}, {method})",
+                "$.min_score",
+            )
+
+    def _highlight(self, query: str, hits: Sequence[Hit]) -> None:
+        terms = set(self.sparse.analyze(query))
+        for hit in hits:
+            found_by_bm25 = "bm25" in hit.stages
+            if hit.chunk is None or not found_by_bm25:
+                hit.highlights = []
+                continue
+            hit.highlights = highlight_spans(hit.chunk.text, terms)
 
     def _check(
         self,
@@ -193,6 +323,7 @@ class HybridSearcher:
         rerank: bool | None,
         rerank_depth: int | None,
         fusion: str | None,
+        offset: int = 0,
     ) -> tuple[int, int, bool, int]:
         if mode not in get_args(SearchMode):
             raise InvalidRequestError(f"mode must be one of {get_args(SearchMode)}, got {mode!r}")
@@ -215,8 +346,15 @@ class HybridSearcher:
         rerank_n = rerank_depth if rerank_depth is not None else self.defaults.rerank_depth
         if not 1 <= rerank_n <= MAX_CANDIDATES:
             raise InvalidRequestError(f"rerank_depth must be between 1 and {MAX_CANDIDATES}")
-        # Enough candidates to fill top_k, and to rerank the depth asked for.
-        depth = max(depth, top_k, rerank_n if use_rerank else 0)
+        # Enough candidates to fill a first page, and to rerank the depth asked for. A later
+        # page may not raise the depth: that would change the list it is a slice of.
+        depth = max(depth, top_k if offset == 0 else 0, rerank_n if use_rerank else 0)
+        if offset and offset >= depth:
+            raise PastDepthError(
+                f"offset {offset} is past the candidate depth ({depth}): only the first "
+                "`candidates` results of a search can be paged through; ask with more "
+                "candidates"
+            )
         return top_k, depth, use_rerank, rerank_n
 
     def _check_grouping(

@@ -30,6 +30,12 @@ CREATE TABLE IF NOT EXISTS documents (
 CREATE INDEX IF NOT EXISTS documents_state ON documents (state);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+INDEX_VERSION_KEY = "index_version"
+# In the same transaction as the write it counts.
+_BUMP_VERSION = (
+    "INSERT INTO meta VALUES ('index_version', '1') "
+    "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+)
 _LOOKUP_CHUNK = 500  # SQLite's host-parameter limit is far above; keeps statements small
 
 
@@ -112,6 +118,7 @@ class Ledger:
                 "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, 'pending', ?)",
                 [(d, h, n, model_id, model_version, now) for d, h, n in entries],
             )
+            conn.execute(_BUMP_VERSION)
 
     def mark_indexed(self, doc_ids: Sequence[str]) -> None:
         now = datetime.now(UTC).isoformat()
@@ -120,10 +127,12 @@ class Ledger:
                 "UPDATE documents SET state = 'indexed', updated_at = ? WHERE doc_id = ?",
                 [(now, d) for d in doc_ids],
             )
+            conn.execute(_BUMP_VERSION)
 
     def remove(self, doc_ids: Sequence[str]) -> None:
         with self._conn() as conn:
             conn.executemany("DELETE FROM documents WHERE doc_id = ?", [(d,) for d in doc_ids])
+            conn.execute(_BUMP_VERSION)
 
     def doc_ids(self, state: State | None = None) -> list[str]:
         query = "SELECT doc_id FROM documents" + (" WHERE state = ?" if state else "")
@@ -156,7 +165,16 @@ class Ledger:
             cursor = conn.execute(
                 "UPDATE documents SET model_id = ?, model_version = ?", (model_id, model_version)
             )
+            conn.execute(_BUMP_VERSION)
         return int(cursor.rowcount)
+
+    def index_version(self) -> str:
+        """A counter every write of documents raises (search cursors compare it).
+
+        Raised when documents are marked pending (before the stores are written), indexed
+        (after), removed, and when a promotion switches their model.
+        """
+        return self.get_meta(INDEX_VERSION_KEY, "0")
 
     def get_meta(self, key: str, default: str = "") -> str:
         row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -23,7 +23,7 @@ router = APIRouter(prefix="/v1", tags=["search"], route_class=JsonRoute)
     "/search",
     response_model=SearchResponseOut,
     dependencies=[READ, JSON_BODY],
-    responses=error_responses(400, 401, 413, 415, 422, 503),
+    responses=error_responses(400, 401, 409, 413, 415, 422, 503),
     summary="Search the index",
 )
 def search(body: CheckedSearch, searcher: SearcherDep, metrics: MetricsDep) -> SearchResponseOut:
@@ -43,6 +43,13 @@ def search(body: CheckedSearch, searcher: SearcherDep, metrics: MetricsDep) -> S
         rerank=body.rerank,
         rerank_depth=body.rerank_depth,
         fusion=body.fusion,
+        group_by=body.group_by,
+        passages=body.passages,
+        offset=body.offset,
+        cursor=body.cursor,
+        facets=body.facets or (),
+        highlight=body.highlight,
+        min_score=body.min_score,
     )
     metrics.observe_search(response)
     return SearchResponseOut.from_engine(response, body.include_text, body.explain)

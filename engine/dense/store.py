@@ -87,6 +87,10 @@ class CollectionDenseStore:
         """Stored chunks by point id; unknown (or malformed) ids are absent."""
         return {r.id: chunk_from_payload(r.payload) for r in self._collection.retrieve(point_ids)}
 
+    def metadata_fields(self) -> set[str]:
+        """Metadata fields some stored chunk has (each has a payload index)."""
+        return self._collection.indexed_fields()
+
     def doc_ids(self, filter: FilterExpr | None = None) -> set[str]:
         """Ids of documents with a chunk matching ``filter``."""
         return {str(r.payload["doc_id"]) for r in self._collection.scroll(filter, ["doc_id"])}

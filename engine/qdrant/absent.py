@@ -47,6 +47,9 @@ class AbsentCollection:
     def ensure_indexes(self, kinds: Mapping[str, IndexKind]) -> None:
         raise self._refuse()
 
+    def indexed_fields(self) -> set[str]:
+        return set()
+
     def upsert(self, points: Sequence[Point]) -> None:
         raise self._refuse()
 

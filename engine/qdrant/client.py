@@ -33,6 +33,7 @@ from braid.engine.qdrant.points import (
     SparseVector,
     Vector,
     index_key,
+    metadata_fields,
     ranked,
     stored_point_ids,
 )
@@ -197,6 +198,13 @@ class ClientCollection:
                         ),
                     )
                 self._indexed.add(key)
+
+    def indexed_fields(self) -> set[str]:
+        # Another process (a worker) may have indexed new fields: ask the collection.
+        info = self._call("get collection", lambda: self._client.get_collection(self._name))
+        with self._lock:
+            self._indexed |= set(info.payload_schema)
+            return metadata_fields(self._indexed)
 
     def upsert(self, points: Sequence[Point]) -> None:
         """Upsert in batches (in parallel when configured), retrying transient errors."""

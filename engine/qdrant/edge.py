@@ -31,6 +31,7 @@ from braid.engine.qdrant.points import (
     SparseVector,
     Vector,
     index_key,
+    metadata_fields,
     ranked,
     stored_point_ids,
 )
@@ -126,6 +127,11 @@ class EdgeCollection:
                         qe.UpdateOperation.create_field_index(key, _SCHEMA_TYPES[kind])
                     )
                     self._indexed.add(key)
+
+    def indexed_fields(self) -> set[str]:
+        # This process owns the shard: the set it keeps is every index there is.
+        with self._lock:
+            return metadata_fields(self._indexed)
 
     def upsert(self, points: Sequence[Point]) -> None:
         if not points:

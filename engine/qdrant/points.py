@@ -70,6 +70,12 @@ def index_key(field: str) -> str:
     return field if field in CORE_INDEXES else f"{METADATA_KEY}.{field}"
 
 
+def metadata_fields(keys: Iterable[str]) -> set[str]:
+    """The metadata fields (bare names) among payload index keys."""
+    prefix = f"{METADATA_KEY}."
+    return {key[len(prefix) :] for key in keys if key.startswith(prefix)}
+
+
 def metadata_index_kinds(chunks: Iterable[Chunk]) -> dict[str, IndexKind]:
     """Payload index kind for each metadata field, inferred from the first value seen.
 

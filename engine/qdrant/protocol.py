@@ -38,6 +38,10 @@ class Collection(Protocol):
         """Create payload indexes for these fields (metadata fields by bare name)."""
         ...
 
+    def indexed_fields(self) -> set[str]:
+        """Metadata fields (bare names) that have a payload index: every field a chunk has."""
+        ...
+
     def upsert(self, points: Sequence[Point]) -> None:
         """Insert or overwrite points (durable when it returns)."""
         ...

@@ -63,6 +63,9 @@ class FollowingSparseStore:
         self._follow()
         return self.store.search(query, limit, filter)
 
+    def analyze(self, text: str) -> list[str]:
+        return self.store.analyze(text)
+
     def fetch(self, point_ids: Sequence[str]) -> dict[str, Chunk]:
         self._follow()
         return self.store.fetch(point_ids)

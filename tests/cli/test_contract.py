@@ -27,7 +27,18 @@ from typer.testing import CliRunner
 
 from braid.engine.config import Settings
 
-SEARCH_KEYS = {"hits", "timings_ms", "mode", "embedding_model", "reranker_model", "fusion_weights"}
+SEARCH_KEYS = {
+    "hits",
+    "documents",
+    "facets",
+    "offset",
+    "next_cursor",
+    "timings_ms",
+    "mode",
+    "embedding_model",
+    "reranker_model",
+    "fusion_weights",
+}
 # The API's HitOut: what the README documents plus the 1-based rank and character offsets.
 HIT_KEYS = {
     "rank",
@@ -39,8 +50,12 @@ HIT_KEYS = {
     "start",
     "end",
     "metadata",
+    "highlights",
+    "snippet",
     "stages",
 }
+DOCUMENT_KEYS = {"rank", "doc_id", "score", "title", "metadata", "passages"}
+PASSAGE_KEYS = {"chunk_id", "score", "text", "start", "end", "highlights", "snippet", "stages"}
 MODEL_KEYS = {"id", "version", "dim"}
 STATS_KEYS = {"data_dir", "dense", "sparse", "ledger", "embedding_model", "bytes"}
 STORE_KEYS = {"backend", "chunks", "bytes"}
@@ -69,6 +84,10 @@ def test_search_local(runner: CliRunner, sample_data: tuple[Path, Any]) -> None:
     for rank, hit in enumerate(hits, start=1):
         assert set(hit) == HIT_KEYS
         assert hit["rank"] == rank
+        document = response["documents"][rank - 1]
+        assert set(document) == DOCUMENT_KEYS
+        assert all(set(p) == PASSAGE_KEYS for p in document["passages"])
+        assert document["passages"][0]["chunk_id"] == hit["chunk_id"]
         assert set(hit["stages"]) <= {"bm25", "dense", "adaptive"}
         assert all(set(stage) == {"rank", "score"} for stage in hit["stages"].values())
     # First in both retrievers: 1 from each under its share (adaptive fusion, the default);
