@@ -108,51 +108,7 @@ def test_concurrent_searches(server: tuple[httpx.Client, Path, subprocess.Popen[
     assert "braid_query_embed_batch_size_count" in metrics
 
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-    "--window-size=1280,900",
-    "--virtual-time-budget=15000",
-]
-
-
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
-def test_search_page_in_headless_chromium(
-    server: tuple[httpx.Client, Path, subprocess.Popen[bytes]], tmp_path: Path
-) -> None:
-    client, _, _ = server
-    query = "q=planets+orbiting+other+stars&mode=hybrid&filter=%7B%22source%22%3A+%22science%22%7D"
-    url = f"{str(client.base_url).rstrip('/')}/?{query}"
-    profile = ["--user-data-dir=" + str(tmp_path / "profile")]
-    dom = subprocess.run(
-        [str(CHROMIUM), *CHROMIUM_FLAGS, *profile, "--dump-dom", url],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    ).stdout.decode()
-    assert 'data-searched="1"' in dom
-    rows = dom.split('<tr data-doc-id="')[1:]
-    assert [r.split('"')[0] for r in rows][:2] == ["exoplanet-transit", "saturn-rings"]
-    assert all("sourdough" not in r for r in rows)  # filtered to source=science
-    assert 'data-stage="bm25"' in dom and 'data-stage="dense"' in dom
-    assert "total" in dom.split('id="timings"')[1].split("</p>")[0]
-    screenshot = Path(os.environ.get("BRAID_SCREENSHOT_DIR", tmp_path)) / "search-page.png"
-    subprocess.run(
-        [str(CHROMIUM), *CHROMIUM_FLAGS, *profile, f"--screenshot={screenshot}", url],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
-    assert screenshot.stat().st_size > 10_000
-    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+# The search page in headless Chromium: tests/api/test_search_page.py (its own server).
 
 
 def test_sigterm_stops_cleanly(server: tuple[httpx.Client, Path, subprocess.Popen[bytes]]) -> None:
