@@ -671,6 +671,10 @@ class StatsOut(BaseModel):
     ledger: LedgerStats
     embedding_model: ModelOut
     reranker_model: str | None
+    metadata_fields: list[str] = Field(
+        description="metadata fields some document has: what filters and facets can name",
+        examples=[["reviewed", "source", "tags", "year"]],
+    )
     queue: QueueStats
     worker: WorkerOut
     consistent: bool = Field(

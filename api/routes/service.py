@@ -82,6 +82,7 @@ def stats(runtime: ReadyDep, engine: EngineDep, ledger: LedgerDep, jobs: JobsDep
         ),
         embedding_model=ModelOut.from_engine(engine.embedder.info),
         reranker_model=engine.searcher.reranker.model_id if engine.searcher.reranker else None,
+        metadata_fields=sorted(engine.dense.metadata_fields()),
         queue=QueueStats(
             depth=queue.depth(), max_unfinished=queue.max_unfinished, jobs=queue.counts()
         ),

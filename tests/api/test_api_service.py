@@ -86,6 +86,8 @@ def test_stats(search_client: TestClient) -> None:
     assert stats["sparse"] == {"backend": "tantivy", "chunks": 12}
     assert stats["ledger"]["documents"] == 12 and stats["ledger"]["pending_documents"] == 0
     assert stats["embedding_model"]["dim"] == 384
+    # The sample's metadata keys (tests/data/sample.jsonl), what facets can name.
+    assert stats["metadata_fields"] == ["published", "reviewed", "source", "tags", "year"]
     assert stats["consistent"] is True
 
 
