@@ -35,6 +35,8 @@ class ExitCode(IntEnum):
     OK = 0
     FAILED = 1  # a runtime error, or bad input records (each reported as file:line)
     USAGE = 2  # bad usage: an invalid option value, filter or setting
+    INTERNAL = 70  # an unexpected exception, i.e. a bug in braid (sysexits.h EX_SOFTWARE)
+    INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, what shells report for an interrupted command
 
 
 console = Console(stderr=True)  # messages, progress, errors
@@ -97,7 +99,7 @@ def parse_filter_option(
     text: str | None, option: str = "--filter"
 ) -> tuple[object | None, FilterExpr | None]:
     """The raw JSON and the parsed expression of a ``--filter`` value (exit 2 when invalid)."""
-    from braid.engine.filters import parse_filter
+    from braid.engine.filters import MAX_DEPTH, parse_filter
 
     if not text:
         return None, None
@@ -105,6 +107,11 @@ def parse_filter_option(
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise fail(f"{option} is not valid JSON: {exc}", ExitCode.USAGE) from exc
+    except RecursionError as exc:  # json's decoder gives up near a thousand levels
+        raise fail(
+            f"{option} is nested too deeply to read (filters nest {MAX_DEPTH} levels at most)",
+            ExitCode.USAGE,
+        ) from exc
     try:
         return raw, parse_filter(raw)
     except BraidError as exc:

@@ -71,6 +71,10 @@ def ingest(
     from braid.ingestion.service import open_workspace
 
     settings = load_settings(data_dir)
+    # A mistyped path is refused before the model loads and the data dir is created.
+    missing = [name for name in paths if name != "-" and not Path(name).exists()]
+    if missing:
+        raise fail(f"{', '.join(missing)}: no such file or directory (nothing ingested)")
     workspace = None
     if api is None:
         try:

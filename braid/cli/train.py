@@ -21,6 +21,7 @@ from braid.cli.common import (
     exit_on_error,
     load_settings,
     out,
+    require_index,
 )
 from braid.cli.eval import DatasetsOption, IndexDirOption, read_split, stage_progress
 
@@ -218,6 +219,10 @@ def train_embedder_command(
             console.print(
                 f"[dim]{folder.name} has no {split!r} labels: training self-supervised[/]"
             )
+    if folder is None:
+        # Without a dataset the data dir's own index is the corpus: refuse a missing one
+        # before the model loads (and before opening it would create an empty one).
+        require_index(settings)
     config = EmbedderTrainConfig(
         base=settings.embedder.model,
         dataset=folder.resolve().name if folder else None,
