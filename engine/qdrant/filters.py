@@ -65,7 +65,15 @@ def _compile(expr: FilterExpr, qm: ModuleType) -> Any:
         bounds = {k: getattr(expr, k) for k in ("gt", "gte", "lt", "lte")}
         if expr.kind == "date":
             dates = {k: epoch_to_rfc3339(v) for k, v in bounds.items() if v is not None}
-            return qm.FieldCondition(key=_key(expr.field), range=_datetime_range_class(qm)(**dates))
+            within = qm.FieldCondition(
+                key=_key(expr.field), range=_datetime_range_class(qm)(**dates)
+            )
+            if not qm.__name__.startswith("qdrant_edge"):
+                return within
+            # Qdrant Edge also reads an integer payload as a timestamp (microseconds), so
+            # n = 1 would be "before 2020". A date range matches dates only: not numbers.
+            number = qm.FieldCondition(key=_key(expr.field), range=_range_class(qm)())
+            return qm.Filter(must=[within], must_not=[number])
         return qm.FieldCondition(key=_key(expr.field), range=_range_class(qm)(**bounds))
     if isinstance(expr, And):
         return qm.Filter(must=[_compile(c, qm) for c in expr.children])
