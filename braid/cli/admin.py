@@ -159,4 +159,7 @@ def drop(
     if as_json:
         emit_json({"dropped": dropped})
     else:
-        console.print(f"dropped {len(dropped)} collections")
+        # Unknown names are skipped (a re-run is not an error), but said.
+        missing = [n for n in names if n not in dropped]
+        note = f" (not found: {', '.join(missing)})" if missing else ""
+        console.print(f"dropped {len(dropped)} collections{note}")

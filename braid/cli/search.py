@@ -85,6 +85,7 @@ def search(
     if group_by not in GROUPINGS:
         raise fail("--group-by must be document or chunk", ExitCode.USAGE)
     raw_filter, expr = parse_filter_option(filter_json)
+    _check_before_loading(query, cursor, facets or [])
     page = Page(
         group_by=group_by,
         passages=passages,
@@ -113,6 +114,21 @@ def search(
         _print_documents(result)
     else:
         _print_hits(result)
+
+
+def _check_before_loading(query: str, cursor: str | None, facets: list[str]) -> None:
+    """What can be refused without the stores or the model (the searcher checks it again)."""
+    from braid.engine.facets import check_facet_fields
+    from braid.engine.paging import Cursor
+
+    try:
+        if not query.strip():
+            raise fail("query is empty", ExitCode.USAGE)
+        if cursor is not None:
+            Cursor.decode(cursor)
+        check_facet_fields(facets, known=None)
+    except BraidError as exc:
+        raise fail(str(exc), ExitCode.USAGE) from exc
 
 
 def _search_local(
