@@ -6,6 +6,7 @@ app (fuzzed writes must not touch the other tests' indexes).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,7 +28,8 @@ from schemathesis.checks import (  # noqa: E402
 )
 from schemathesis.python.asgi import ASGIClient, get_client  # noqa: E402
 
-MAX_EXAMPLES = 30
+# BRAID_FUZZ_EXAMPLES raises it for a longer, one-off run (CI keeps 30).
+MAX_EXAMPLES = int(os.environ.get("BRAID_FUZZ_EXAMPLES", "30"))
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
