@@ -1,4 +1,4 @@
-"""``braid eval ...``: run, suite, sweep, report, perturb, compare.
+"""``braid eval ...``: run, suite, sweep, report, perturb, compare, tradeoffs.
 
 Each command is a thin wrapper over ``braid.eval``: options -> ``load_settings`` -> read the
 dataset (a bad one is a usage error, exit 2) -> one library call -> ``emit_json`` or a table.
@@ -386,3 +386,76 @@ def compare_command(
             progress=stage_progress(as_json),
         )
     show(report, as_json, print_compare)
+
+
+# -- braid eval tradeoffs -------------------------------------------------------------------
+
+
+@eval_app.command("tradeoffs")
+def tradeoffs_command(
+    dataset: DatasetArg,
+    split: Annotated[str, typer.Option(help="qrels split to evaluate")] = "test",
+    dims: Annotated[
+        str | None,
+        typer.Option(
+            "--dims",
+            help="comma-separated dimensions to cut the vectors to (default 384,256,128,64 "
+            "up to the model's; its full dimension is always the baseline)",
+        ),
+    ] = None,
+    binary: Annotated[
+        bool, typer.Option("--binary", help="also Qdrant's binary quantization")
+    ] = False,
+    hybrid: Annotated[
+        bool, typer.Option(help="also hybrid: the index's BM25 with each truncated store")
+    ] = True,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="embedding model (name or folder; default: configured)"),
+    ] = None,
+    search_threads: Annotated[
+        int, typer.Option("--search-threads", min=1, help="search threads of every shard")
+    ] = 1,
+    depth: Annotated[
+        int, typer.Option(help="chunks asked for per query (filled to 100 documents)")
+    ] = 200,
+    limit: LimitOption = None,
+    data_dir: DataDirOption = None,
+    index_dir: IndexDirOption = None,
+    datasets: DatasetsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Matryoshka and quantization trade-offs: nDCG@10, memory and search latency per
+    truncated dimension x float32 / int8 (/ binary), with paired tests against full float32."""
+    from braid.engine.errors import InvalidRequestError
+    from braid.eval.evaluation import limit_queries
+    from braid.eval.tradeoffs import measure_tradeoffs, parse_dims
+
+    with exit_on_error(ExitCode.USAGE):
+        wanted = parse_dims(dims) if dims is not None else None
+    settings = load_settings(data_dir)
+    folder, data = read_split(dataset, datasets, split)
+    try:
+        report = measure_tradeoffs(
+            folder,
+            limit_queries(data, limit),
+            settings,
+            dims=wanted,
+            binary=binary,
+            hybrid=hybrid,
+            model=model,
+            depth=depth,
+            search_threads=search_threads,
+            index_dir=index_dir,
+            progress=stage_progress(as_json),
+        )
+    except InvalidRequestError as exc:  # a dimension above the model's
+        raise fail(str(exc), ExitCode.USAGE) from exc
+    except BraidError as exc:
+        raise fail(str(exc)) from exc
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    print_table(report.title(), report.columns(), report.table_rows())
+    for note in report.notes:
+        console.print(f"[dim]{note}[/]", highlight=False)

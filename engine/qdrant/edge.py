@@ -11,8 +11,9 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import qdrant_edge as qe
 
@@ -50,12 +51,59 @@ def read_manifest(path: Path, manifest_file: str) -> dict[str, Any] | None:
     return dict(json.loads(file.read_text())) if file.exists() else None
 
 
-def _config(layout: Layout, search_threads: int | None) -> Any:
+QuantizationKind = Literal["int8", "binary"]
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeQuantization:
+    """A quantized copy of a dense shard's vectors, and how searches use it.
+
+    Qdrant builds the quantized copy when its optimizer indexes a segment, and leaves a
+    segment smaller than the indexing threshold (about 10 MB of vectors by default) plain
+    and unquantized: give ``EdgeCollection`` a small ``indexing_threshold_kb`` to quantize a
+    small shard. Searches pass ``rescore`` and ``oversampling`` explicitly: without them
+    qdrant-edge-py 0.9.0 does not rescore (measured).
+    """
+
+    kind: QuantizationKind = "int8"
+    quantile: float = 0.99  # int8: the share of values the int8 range covers (Qdrant's)
+    rescore: bool = True  # re-rank the quantized candidates by the float32 originals
+    oversampling: float = 2.0  # candidates fetched from the quantized index per result
+
+    def engine_config(self) -> Any:
+        if self.kind == "int8":
+            return qe.ScalarQuantizationConfig(
+                type=qe.ScalarType.Int8, quantile=self.quantile, always_ram=True
+            )
+        return qe.BinaryQuantizationConfig(always_ram=True)
+
+    def search_params(self) -> Any:
+        return qe.SearchParams(
+            quantization=qe.QuantizationSearchParams(
+                rescore=self.rescore, oversampling=self.oversampling
+            )
+        )
+
+
+def _config(
+    layout: Layout,
+    search_threads: int | None,
+    quantization: EdgeQuantization | None = None,
+    indexing_threshold_kb: int | None = None,
+) -> Any:
     if isinstance(layout, DenseLayout):
+        tuning: dict[str, Any] = {}  # only what was asked for: the defaults stay Qdrant's
+        if quantization is not None:
+            tuning["quantization_config"] = quantization.engine_config()
+        if indexing_threshold_kb is not None:
+            tuning["optimizers"] = qe.EdgeOptimizersConfig(indexing_threshold=indexing_threshold_kb)
         return qe.EdgeConfig(
             vectors=qe.EdgeVectorParams(size=layout.dim, distance=qe.Distance.Cosine),
             max_search_threads=search_threads,
+            **tuning,
         )
+    if quantization is not None or indexing_threshold_kb is not None:
+        raise ValueError("quantization and the indexing threshold apply to dense shards only")
     return qe.EdgeConfig(
         sparse_vectors={layout.name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
         max_search_threads=search_threads,
@@ -72,6 +120,8 @@ class EdgeCollection:
         *,
         manifest_file: str,
         search_threads: int | None = None,
+        quantization: EdgeQuantization | None = None,
+        indexing_threshold_kb: int | None = None,
     ) -> None:
         """Load the shard when its manifest exists, otherwise create it.
 
@@ -80,15 +130,22 @@ class EdgeCollection:
             layout: dense (cosine, ``dim``) or sparse (IDF) vectors.
             manifest_file: the manifest's file name inside ``path``.
             search_threads: size of the shard's search pool (``None``: one per CPU).
+            quantization: dense only: keep a quantized copy of the vectors and search it
+                (``None``: float32 vectors only, as braid's own shards).
+            indexing_threshold_kb: dense only: the optimizer indexes (HNSW) and quantizes a
+                segment whose vectors take more kilobytes than this (``None``: Qdrant's
+                default).
 
         Raises:
             BackendUnavailableError: the shard cannot be opened or created.
+            ValueError: quantization or an indexing threshold for a sparse layout.
         """
         self._path = path
         self._layout = layout
         self._manifest_file = manifest_file
         self._lock = threading.Lock()
-        self._config = _config(layout, search_threads)
+        self._config = _config(layout, search_threads, quantization, indexing_threshold_kb)
+        self._params = quantization.search_params() if quantization is not None else None
         try:
             if (path / manifest_file).exists():
                 self._shard = qe.EdgeShard.load(str(path), self._config)
@@ -159,7 +216,11 @@ class EdgeCollection:
         else:
             query = qe.Query.Nearest(vector)
         request = qe.QueryRequest(
-            limit=limit, query=query, filter=to_qdrant_filter(filter, qe), with_payload=False
+            limit=limit,
+            query=query,
+            filter=to_qdrant_filter(filter, qe),
+            with_payload=False,
+            params=self._params,
         )
         return ranked((p.id, p.score) for p in self._shard.query(request))
 
