@@ -20,7 +20,22 @@ from braid.engine.models import DEFAULT_MODEL
 class EmbedderSettings(BaseModel):
     model: str = DEFAULT_MODEL
     device: str = "auto"
-    cpu_threads: int | None = Field(default=None, ge=1, description="torch threads on the CPU")
+    backend: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
+        default="auto",
+        description="auto (the default): onnx-int8 on a CPU-only machine with onnxruntime "
+        "installed, else torch; torch: sentence-transformers (CUDA + fp16 when present); "
+        "onnx: onnxruntime fp32 on the CPU (torch's rankings); onnx-int8: queries through a "
+        "dynamically quantised copy, passages fp32. Exported once into onnx_cache_dir; the "
+        "same model id and version, so an index stays valid across backends",
+    )
+    onnx_cache_dir: Path | None = Field(
+        default=None,
+        description="where ONNX exports are kept, per model version (default: "
+        "$XDG_CACHE_HOME/braid/onnx, else ~/.cache/braid/onnx)",
+    )
+    cpu_threads: int | None = Field(
+        default=None, ge=1, description="torch (or onnxruntime intra-op) threads on the CPU"
+    )
     query_prefix: str = ""
     passage_prefix: str = ""
     batch_size: int = Field(default=64, ge=1, le=4096)

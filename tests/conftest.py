@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,14 @@ if TYPE_CHECKING:
 TORCH_THREADS = 2
 os.environ.setdefault("OMP_NUM_THREADS", str(TORCH_THREADS))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tests compare engines with the torch `embedder` fixture below, so they pin torch; the
+# ONNX backends (the CPU default, embedder.backend=auto) have their own tests
+# (tests/engine/test_onnx_embedder.py, test_embedder_backend.py).
+os.environ.setdefault("BRAID_EMBEDDER__BACKEND", "torch")
+# ONNX exports made by tests go to one folder per machine, never the user's ~/.cache.
+os.environ.setdefault(
+    "BRAID_EMBEDDER__ONNX_CACHE_DIR", os.path.join(tempfile.gettempdir(), "braid-test-onnx")
+)
 
 TESTS_DIR = Path(__file__).parent
 SAMPLE_PATH = TESTS_DIR / "data" / "sample.jsonl"

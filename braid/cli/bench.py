@@ -37,16 +37,36 @@ def query(
         Path | None, typer.Option("--data-dir", help="root for the cached benchmark index")
     ] = None,
     peer: Annotated[bool, typer.Option(help="also time Qdrant Edge's own fused RRF query")] = True,
+    backends: Annotated[
+        str | None,
+        typer.Option(
+            "--backends",
+            help="query encoders timed side by side, comma-separated (torch, onnx, onnx-int8; "
+            "'' for none); default: all three when onnxruntime is installed",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Per-stage latency (p50/p95) for bm25, dense, hybrid and hybrid+filter on N chunks."""
-    from braid.eval.bench.query import run_query_bench
+    """Per-stage latency (p50/p95) for bm25, dense, hybrid and hybrid+filter on N chunks,
+    and the query encoder's backends side by side."""
+    from braid.eval.bench.query import ENCODER_BACKENDS, run_query_bench
 
+    chosen = None if backends is None else [b.strip() for b in backends.split(",") if b.strip()]
+    unknown = sorted(set(chosen or ()) - set(ENCODER_BACKENDS))
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown backends {unknown}; choose from {', '.join(ENCODER_BACKENDS)}",
+            param_hint="--backends",
+        )
     base = load_settings(data_dir)
     settings = base.model_copy(update={"data_dir": base.data_dir / f"bench-query-{docs}"})
     console.print(f"benchmark index: {settings.data_dir} (built once, then reused)")
-    report = run_query_bench(settings, corpus, docs, queries, real_vectors, with_peer=peer)
+    report = run_query_bench(
+        settings, corpus, docs, queries, real_vectors, with_peer=peer, encoder_backends=chosen
+    )
     _emit(report, as_json, _query_table)
+    if not as_json and report.get("encoders"):
+        print_table(*_encoder_table(report))
 
 
 @bench_app.command("ingest")
@@ -153,6 +173,36 @@ def _query_table(report: Report) -> Table:
                 f"{peer['p50']['total']:.2f}",
                 f"{peer['p95']['total']:.2f}",
                 "",
+            )
+        )
+    return title, columns, rows
+
+
+def _encoder_table(report: Report) -> Table:
+    threads = report.get("encoder_cpu_threads") or "default"
+    title = f"query encoder backends, {report['queries']} queries, {threads} threads (ms)"
+    columns = (
+        "encoder",
+        "encode p50",
+        "encode p95",
+        "hybrid p50",
+        "hybrid p95",
+        "overhead",
+        "cosine to torch: mean (min)",
+    )
+    rows: Rows = []
+    for name, entry in report["encoders"].items():
+        hybrid = entry["hybrid"]
+        cosine = entry.get("cosine_to_torch")
+        rows.append(
+            (
+                f"encode {name}",
+                f"{entry['encode_ms']['p50']:.2f}",
+                f"{entry['encode_ms']['p95']:.2f}",
+                f"{hybrid['p50']['total']:.2f}",
+                f"{hybrid['p95']['total']:.2f}",
+                f"{hybrid['overhead_ratio_p50']:.2f}x",
+                f"{cosine['mean']:.4f} ({cosine['min']:.4f})" if cosine else "",
             )
         )
     return title, columns, rows
