@@ -310,6 +310,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "Body larger than api.max_body_bytes",
         415: "The body's Content-Type is not application/json",
         422: "Invalid or out-of-limit input; `path` points at it",
-        503: "Not ready, store locked or unavailable, or queue full (see Retry-After)",
+        503: "Not ready, store locked or unavailable, queue full, or (search, embed) more "
+        "concurrent requests than api.max_concurrent_searches: overloaded (see Retry-After)",
     }
     return {s: {"model": ErrorResponse, "description": descriptions[s]} for s in statuses}

@@ -25,7 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from braid.api.deps import KeyRing, search_limits
 from braid.api.errors import install_error_handlers
 from braid.api.metrics import MetricsMiddleware
-from braid.api.middleware import BodySizeLimit, Cors
+from braid.api.middleware import BodySizeLimit, Cors, SearchAdmission
 from braid.api.routes import documents, embed, jobs, search, service
 from braid.api.runtime import Runtime, open_reader_engine
 from braid.engine.config import Settings
@@ -104,8 +104,10 @@ def create_app(
         app.include_router(module.router)
     _add_page(app)
     # Last added runs first: CORS wraps everything (a 413 still gets its CORS headers),
-    # then the metrics see every response, then the body limit guards the rest.
+    # then the metrics see every response (shed searches too), then searches past the
+    # concurrency limit are shed, then the body limit guards the rest.
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(SearchAdmission, limit=settings.api.max_concurrent_searches)
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
     # Also without any origin configured: a preflight is then refused in the error shape
     # (a request without an Origin header passes through untouched).

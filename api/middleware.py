@@ -1,5 +1,6 @@
-"""ASGI middleware: the request body size limit (before anything reads the body) and CORS
-preflights refused in the API's error shape."""
+"""ASGI middleware: the request body size limit (before anything reads the body), load
+shedding of searches past a concurrency limit, and CORS preflights refused in the API's error
+shape."""
 
 from __future__ import annotations
 
@@ -70,6 +71,56 @@ class BodySizeLimit:
             *((k.lower().encode(), v.encode()) for k, v in error_headers(413).items()),
         ]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+SHED_RETRY_AFTER_S = 1
+
+
+class SearchAdmission:
+    """Answer 503 ``overloaded`` (with ``Retry-After``) to a search or embedding request
+    that arrives while ``limit`` of them are already being answered.
+
+    Past a few per core, another concurrent search only waits in the thread pool and the
+    micro-batcher's queue: its latency grows without bound and every other client's with
+    it. Refusing at once keeps the latency of the admitted ones bounded, and tells the
+    client when to come back. Counted in the event loop, so no lock is needed.
+    """
+
+    PATHS = frozenset({"/v1/search", "/v1/embed"})
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") not in self.PATHS:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            await self._shed(send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _shed(self, send: Send) -> None:
+        message = (
+            f"{self.limit} searches are being answered (api.max_concurrent_searches): retry "
+            "after the Retry-After seconds"
+        )
+        body = json.dumps(error_payload("overloaded", message)).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            # A search takes milliseconds: the burst is over in a second (not the 5 s a
+            # store being reopened gets).
+            (b"retry-after", str(SHED_RETRY_AFTER_S).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 

@@ -181,6 +181,12 @@ class ApiSettings(BaseModel):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_embed_texts: int = Field(default=256, ge=1)
     max_queue_jobs: int = Field(default=1000, ge=1)
+    max_concurrent_searches: int = Field(
+        default=16,
+        ge=1,
+        description="searches and embeddings answered at once (per process); one more gets "
+        "503 overloaded with Retry-After instead of waiting in a queue that only grows",
+    )
 
 
 class Settings(BaseSettings):

@@ -551,9 +551,11 @@ def _local_folder(path: str) -> Path:
 
         return Path(snapshot_download(path, local_files_only=True))
     except Exception as exc:  # huggingface_hub raises several unrelated types here
+        # The torch embedder's words, so that a typo reads the same on either backend.
         raise ConfigError(
-            f"cannot load embedding model {path!r}: not a folder, and not in the local "
-            f"Hugging Face cache ({exc})"
+            f"cannot load embedding model {path!r} (not a folder, and not in the local "
+            f"Hugging Face cache; braid does not download models unless HF_HUB_OFFLINE=0): "
+            f"{exc}"
         ) from exc
 
 

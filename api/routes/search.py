@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from braid.api.deps import (
     JSON_BODY,
@@ -26,7 +26,7 @@ router = APIRouter(prefix="/v1", tags=["search"], route_class=JsonRoute)
     responses=error_responses(400, 401, 409, 413, 415, 422, 503),
     summary="Search the index",
 )
-def search(body: CheckedSearch, searcher: SearcherDep, metrics: MetricsDep) -> SearchResponseOut:
+def search(body: CheckedSearch, searcher: SearcherDep, metrics: MetricsDep) -> Response:
     """Hybrid (BM25 + dense, fused), BM25-only or dense-only search with metadata filters.
 
     Runs in a worker thread: embedding and reranking never block the event loop, and
@@ -52,4 +52,7 @@ def search(body: CheckedSearch, searcher: SearcherDep, metrics: MetricsDep) -> S
         min_score=body.min_score,
     )
     metrics.observe_search(response)
-    return SearchResponseOut.from_engine(response, body.include_text, body.explain)
+    out = SearchResponseOut.from_engine(response, body.include_text, body.explain)
+    # Serialised here, once: returned as the model, FastAPI would validate it again against
+    # response_model and then serialise it (about 1 ms of a 32 KB page of documents).
+    return Response(out.model_dump_json(), media_type="application/json")

@@ -12,7 +12,15 @@ from typing import Annotated, Any
 
 import typer
 
-from braid.cli.common import ExitCode, JsonOption, console, emit_json, load_settings, print_table
+from braid.cli.common import (
+    ExitCode,
+    JsonOption,
+    console,
+    emit_json,
+    fail,
+    load_settings,
+    print_table,
+)
 
 bench_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 DEFAULT_CORPUS = Path("../shared/data/scifact")
@@ -49,6 +57,7 @@ def query(
 ) -> None:
     """Per-stage latency (p50/p95) for bm25, dense, hybrid and hybrid+filter on N chunks,
     and the query encoder's backends side by side."""
+    _require_corpus(corpus, data_dir)
     from braid.eval.bench.query import ENCODER_BACKENDS, run_query_bench
 
     chosen = None if backends is None else [b.strip() for b in backends.split(",") if b.strip()]
@@ -80,6 +89,7 @@ def ingest(
     as_json: JsonOption = False,
 ) -> None:
     """Ingest throughput vs raw model.encode on the same chunks, in one run."""
+    _require_corpus(corpus, data_dir)
     from braid.eval.bench.ingest import run_ingest_bench
 
     report = run_ingest_bench(load_settings(data_dir), corpus, limit, batch_size)
@@ -88,7 +98,13 @@ def ingest(
 
 @bench_app.command("api")
 def api(
-    clients: Annotated[int, typer.Option(min=1, max=64, help="concurrent client threads")] = 8,
+    clients: Annotated[
+        str,
+        typer.Option(
+            help="concurrent client threads; several, comma-separated (1,8,32), run one "
+            "after the other against the same server (1 to 64 each)"
+        ),
+    ] = "8",
     seconds: Annotated[float, typer.Option(min=1, max=600, help="how long the load runs")] = 20.0,
     upsert_share: Annotated[
         float, typer.Option(min=0, max=1, help="share of requests that upsert")
@@ -100,12 +116,34 @@ def api(
     as_json: JsonOption = False,
 ) -> None:
     """Loopback load test of a real `braid serve`: QPS, p50/p95/p99, errors, lost documents."""
+    counts = _client_counts(clients)
+    _require_corpus(corpus, None)
     from braid.eval.bench.api import run_api_bench
 
-    report = run_api_bench(load_settings(), corpus, preload, clients, seconds, upsert_share)
+    report = run_api_bench(load_settings(), corpus, preload, counts, seconds, upsert_share)
     _emit(report, as_json, _api_table)
-    if report["errors"] or report["lost_documents"]:
+    if any(run["errors"] or run["lost_documents"] for run in report["runs"]):
         raise typer.Exit(ExitCode.FAILED)
+
+
+def _require_corpus(corpus: Path, data_dir: Path | None) -> None:
+    # Before any model loads or index folder is made: a mistyped path is said at once
+    # (after the settings and the data dir, which answer first, as in every command).
+    load_settings(data_dir)
+    if not (corpus / "corpus.jsonl").is_file():
+        raise fail(f"{corpus}: not a BEIR folder (no corpus.jsonl there)")
+
+
+def _client_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or any(not 1 <= c <= 64 for c in counts):
+        raise fail(
+            f"--clients takes counts from 1 to 64, comma-separated, not {text!r}", ExitCode.USAGE
+        )
+    return counts
 
 
 @bench_app.command("sparse")
@@ -126,6 +164,7 @@ def sparse(
     as_json: JsonOption = False,
 ) -> None:
     """Tantivy vs Qdrant Edge sparse BM25 on N chunks: build rate, disk, memory, p50/p95/p99."""
+    _require_corpus(corpus, data_dir)
     from braid.eval.bench.sparse import run_sparse_bench
 
     root = load_settings(data_dir).data_dir
@@ -243,14 +282,29 @@ def _sparse_table(report: Report) -> Table:
 
 
 def _api_table(report: Report) -> Table:
-    title = f"API load: {report['clients']} clients, {report['seconds']} s, {report['qps']} req/s"
-    columns = ("requests", "count", "req/s", "p50 ms", "p95 ms", "p99 ms")
-    search, upsert = report["search"], report["upsert"]
-    rows: Rows = [
-        ("search", search["count"], search["qps"], *search["latency_ms"].values()),
-        ("upsert (accept)", upsert["count"], "", *upsert["latency_ms"].values()),
-        ("errors / lost documents", f"{report['errors']} / {report['lost_documents']}"),
-    ]
+    title = f"API load: {report['seconds']} s per client count, one server"
+    columns = ("clients", "requests", "count", "req/s", "p50 ms", "p95 ms", "p99 ms")
+    rows: Rows = []
+    for run in report["runs"]:
+        search, upsert = run["search"], run["upsert"]
+        rows += [
+            (
+                run["clients"],
+                "search",
+                search["count"],
+                search["qps"],
+                *search["latency_ms"].values(),
+            ),
+            ("", "upsert (accept)", upsert["count"], "", *upsert["latency_ms"].values()),
+            (
+                "",
+                "shed (503 overloaded)",
+                run["shed"]["count"],
+                "",
+                *run["shed"]["latency_ms"].values(),
+            ),
+            ("", "errors / lost documents", f"{run['errors']} / {run['lost_documents']}"),
+        ]
     return title, columns, rows
 
 

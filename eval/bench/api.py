@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +51,16 @@ def run_api_bench(
     base: Settings,
     corpus: Path,
     preload: int,
-    clients: int,
+    clients: Sequence[int],
     seconds: float,
     upsert_share: float,
     seed: int = 7,
 ) -> dict[str, Any]:
+    """Load one real server with each client count in turn (the same index, warm).
+
+    The report is the first count's (its keys as before), with every count's own report
+    under ``runs``; documents upserted by an earlier count are expected by the later ones.
+    """
     data_dir = Path(tempfile.mkdtemp(prefix="bench-api-"))
     settings = base.model_copy(update={"data_dir": data_dir})
     docs = [
@@ -87,7 +93,14 @@ def run_api_bench(
     )
     try:
         _wait_ready(url, server)
-        return _load(url, queries(corpus, 300), len(docs), clients, seconds, upsert_share, seed)
+        texts = queries(corpus, 300)
+        runs: list[dict[str, Any]] = []
+        expected = len(docs)
+        for count in clients:
+            run = _load(url, texts, expected, count, seconds, upsert_share, seed)
+            expected = run["documents_expected"]
+            runs.append(run)
+        return runs[0] | {"runs": runs}
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -125,6 +138,7 @@ def _load(
     search_ms: list[float] = []
     upsert_ms: list[float] = []
     errors: list[str] = []
+    shed: list[float] = []  # searches answered 503 overloaded (load shedding), then retried
     jobs: list[str] = []
     sent_ids: list[str] = []
     stop_at = time.monotonic() + seconds
@@ -137,7 +151,7 @@ def _load(
                 started = time.perf_counter()
                 if rng.random() < upsert_share:
                     counter += 1
-                    doc_id = f"load-{index}-{counter}"
+                    doc_id = f"load-{clients}-{index}-{counter}"  # unique per run too
                     body = {
                         "documents": [
                             {
@@ -161,6 +175,12 @@ def _load(
                     query = {"query": rng.choice(texts), "top_k": 10, "mode": "hybrid"}
                     response = http.post("/v1/search", json=query)
                     elapsed = (time.perf_counter() - started) * 1e3
+                    if response.status_code == 503 and _overloaded(response):
+                        with lock:
+                            shed.append(elapsed)
+                        # As a client should: wait as told, then go on.
+                        time.sleep(float(response.headers.get("retry-after", "1")))
+                        continue
                     with lock:
                         if response.status_code == 200:
                             search_ms.append(elapsed)
@@ -194,6 +214,7 @@ def _load(
             "latency_ms": _percentiles(upsert_ms),
             "failed_jobs": failed_jobs,
         },
+        "shed": {"count": len(shed), "latency_ms": _percentiles(shed)},
         "errors": len(errors),
         "error_samples": errors[:5],
         "documents_expected": expected,
@@ -205,6 +226,13 @@ def _load(
         "lost_documents": len(missing) + max(0, expected - stats["ledger"]["documents"]),
         "consistent": bool(stats.get("consistent")),
     }
+
+
+def _overloaded(response: httpx.Response) -> bool:
+    try:
+        return bool(response.json()["error"]["code"] == "overloaded")
+    except (ValueError, KeyError, TypeError):
+        return False
 
 
 def _await_jobs(http: httpx.Client, jobs: list[str], timeout_s: float = 600.0) -> int:

@@ -84,10 +84,6 @@ def _case(
 
 
 NO_DATASET = "no dataset folder 'nosuch' (looked for corpus.jsonl in nosuch"
-BENCH_CORPUS = (
-    "a missing --corpus ends in an internal error (FileNotFoundError, exit 70), and bench "
-    "query first loads the model and creates its index: braid/cli/bench.py checks no path"
-)
 
 TABLE: dict[str, Row] = {
     "ingest": Row(
@@ -337,7 +333,6 @@ TABLE: dict[str, Row] = {
                 "--corpus {missing} --data-dir {tmp}/bench",
                 FAILED,
                 "{missing}",
-                xfail=BENCH_CORPUS,
             ),
         ),
     ),
@@ -354,16 +349,14 @@ TABLE: dict[str, Row] = {
                 "--corpus {missing} --data-dir {tmp}/bench",
                 FAILED,
                 "{missing}",
-                xfail=BENCH_CORPUS,
             ),
         ),
     ),
     "bench api": Row(
         cases=(
-            _case("no clients", "--clients 0", USAGE, "Invalid value for '--clients'"),
-            _case(
-                "a missing corpus", "--corpus {missing}", FAILED, "{missing}", xfail=BENCH_CORPUS
-            ),
+            _case("no clients", "--clients 0", USAGE, "--clients takes counts from 1 to 64"),
+            _case("a list with a bad count", "--clients 1,x", USAGE, "not '1,x'"),
+            _case("a missing corpus", "--corpus {missing}", FAILED, "{missing}"),
         ),
     ),
     "bench sparse": Row(
@@ -379,7 +372,6 @@ TABLE: dict[str, Row] = {
                 "--corpus {missing} --data-dir {tmp}/bench",
                 FAILED,
                 "{missing}",
-                xfail=BENCH_CORPUS,
             ),
         ),
     ),
