@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 from braid.engine.highlight import highlight_spans, snippet_html
 from braid.engine.sparse.analysis import MAX_TOKEN_LENGTH, document_terms, query_terms
-from tests.conftest import SHARED_DATA
+
+# Read in place, never copied into the project (as tests/conftest.py's SHARED_DATA).
+SHARED_DATA = Path(__file__).parents[2] / ".." / "shared" / "data"
 
 
 def marked(text: str, query: str) -> list[str]:

@@ -27,7 +27,9 @@ from braid.engine.onnx_embedder import (
     read_layout,
 )
 from braid.engine.protocols import Embedder
-from tests.conftest import SHARED_DATA
+
+# Read in place, never copied into the project (as tests/conftest.py's SHARED_DATA).
+SHARED_DATA = Path(__file__).parents[2] / ".." / "shared" / "data"
 
 if TYPE_CHECKING:
     from braid.engine.embedder import SentenceTransformerEmbedder
