@@ -26,6 +26,14 @@ def sample_ids() -> set[str]:
         return {str(json.loads(line)["id"]) for line in handle if line.strip()}
 
 
+# What every test process pins (tests/conftest.py): the torch encoder, the test ONNX cache.
+PINNED = ("BRAID_EMBEDDER__BACKEND", "BRAID_EMBEDDER__ONNX_CACHE_DIR")
+
+
+def _pinned() -> dict[str, str]:
+    return {k: os.environ[k] for k in PINNED if k in os.environ}
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     """Environment for a ``braid`` subprocess: CPU, two threads, no stray BRAID_ settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRAID_")}
@@ -33,6 +41,7 @@ def cli_env(**extra: str) -> dict[str, str]:
         "BRAID_EMBEDDER__DEVICE": "cpu",
         "BRAID_EMBEDDER__CPU_THREADS": str(TORCH_THREADS),
         "TOKENIZERS_PARALLELISM": "false",
+        **_pinned(),
     }
     return env | extra
 
@@ -42,6 +51,7 @@ def make_runner(**extra: str) -> CliRunner:
     env: Mapping[str, str | None] = {k: None for k in os.environ if k.startswith("BRAID_")} | {
         "BRAID_EMBEDDER__DEVICE": "cpu",
         "BRAID_EMBEDDER__CPU_THREADS": str(TORCH_THREADS),
+        **_pinned(),
         **extra,
     }
     return CliRunner(env=env)
