@@ -224,7 +224,7 @@ def fit(
     from transformers import PrinterCallback
 
     from braid.engine.devices import quiet_model_loading
-    from braid.engine.embedder import resolve_model_path
+    from braid.engine.model_files import resolve_model_path
 
     quiet_model_loading()
     model = SentenceTransformer(resolve_model_path(config.base), device=device)

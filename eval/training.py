@@ -229,7 +229,7 @@ def train_cross_encoder(
     from sentence_transformers import CrossEncoder
     from transformers import get_linear_schedule_with_warmup
 
-    from braid.engine.embedder import resolve_model_path
+    from braid.engine.model_files import resolve_model_path
 
     folder.mkdir(parents=True, exist_ok=True)
     checkpoint = folder / CHECKPOINT

@@ -40,7 +40,7 @@ def save_nudged_embedder(folder: Path) -> str:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from braid.engine.embedder import resolve_model_path
+    from braid.engine.model_files import resolve_model_path
 
     model = SentenceTransformer(resolve_model_path("all-MiniLM-L6-v2"), device="cpu")
     with torch.no_grad():

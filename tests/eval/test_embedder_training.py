@@ -18,8 +18,8 @@ from eval_tiny import tiny_settings
 from typer.testing import CliRunner
 
 from braid.cli.app import app
-from braid.engine.embedder import resolve_model_path, weights_version
 from braid.engine.errors import InvalidRequestError
+from braid.engine.model_files import resolve_model_path, weights_version
 from braid.engine.models import DEFAULT_MODEL, Chunk
 from braid.eval.datasets import DatasetError, iter_corpus, load_dataset
 from braid.eval.embedder_fit import EmbedderTrainConfig, build_loss, fit, last_checkpoint
