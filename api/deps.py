@@ -35,6 +35,7 @@ from braid.engine.config import Settings
 from braid.engine.errors import BraidError, InvalidFilterError
 from braid.engine.factory import Engine
 from braid.engine.filters import FilterExpr, parse_filter
+from braid.engine.metadata import metadata_over_limits
 from braid.engine.searcher import MAX_CANDIDATES, MAX_TOP_K, HybridSearcher
 from braid.ingestion.documents import InputError, SourceDocument
 from braid.ingestion.jobs import JobService
@@ -289,6 +290,14 @@ def checked_documents(body: DocumentsIn, settings: SettingsDep) -> list[SourceDo
         record = item.to_record(f"documents[{i}]")
         if isinstance(record, InputError):
             raise InvalidInput(record.message, path)
+        over = metadata_over_limits(
+            record.metadata,
+            max_keys=settings.metadata.max_keys,
+            max_value_chars=settings.metadata.max_value_chars,
+        )
+        if over is not None:
+            message, key = over
+            raise LimitExceeded(message, f"{path}.{key}" if key else path)
         if record.doc_id in first_seen:
             first = first_seen[record.doc_id]
             raise InvalidInput(

@@ -128,6 +128,24 @@ class ChunkingSettings(BaseModel):
         description="longer documents are refused as input errors (about 1,000 chunks and "
         "minutes of embedding on a CPU at the default)",
     )
+    max_chunks_per_document: int = Field(
+        default=2000,
+        ge=1,
+        description="a document that chunks into more is refused as an input error (a small "
+        "max_tokens can make a document within max_document_chars thousands of chunks)",
+    )
+
+
+class MetadataSettings(BaseModel):
+    max_keys: int = Field(
+        default=64, ge=1, description="metadata fields per document; more is an input error"
+    )
+    max_value_chars: int = Field(
+        default=4096,
+        ge=1,
+        description="characters of one string value (each item of a list); longer is an "
+        "input error (metadata is for filtering and facets, the text belongs in 'text')",
+    )
 
 
 class FusionSettings(BaseModel):
@@ -207,6 +225,7 @@ class Settings(BaseSettings):
     sparse: SparseSettings = Field(default_factory=SparseSettings)
     fusion: FusionSettings = Field(default_factory=FusionSettings)
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    metadata: MetadataSettings = Field(default_factory=MetadataSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
 
     @model_validator(mode="after")

@@ -47,3 +47,28 @@ def validate_metadata(raw: Mapping[str, object]) -> dict[str, MetadataValue]:
                 "or list of strings"
             )
     return clean
+
+
+def metadata_over_limits(
+    metadata: Mapping[str, MetadataValue], *, max_keys: int, max_value_chars: int
+) -> tuple[str, str | None] | None:
+    """The first configured limit ``metadata`` exceeds, as (message, offending key), or None.
+
+    The limits are settings (``metadata.max_keys``, ``metadata.max_value_chars``) and the
+    message names them, so a refused record tells the user which one to raise.
+    """
+    if len(metadata) > max_keys:
+        return (
+            f"{len(metadata)} metadata fields, more than metadata.max_keys ({max_keys})",
+            None,
+        )
+    for key, value in metadata.items():
+        items = value if isinstance(value, list) else [value]
+        longest = max((len(v) for v in items if isinstance(v, str)), default=0)
+        if longest > max_value_chars:
+            return (
+                f"metadata {key!r}: a value of {longest:,} characters, more than "
+                f"metadata.max_value_chars ({max_value_chars:,})",
+                key,
+            )
+    return None

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from braid.engine.errors import ModelsNotLoadedError
 from braid.engine.filters import FilterExpr
+from braid.engine.metadata import metadata_over_limits
 from braid.engine.models import Chunk
 from braid.engine.protocols import DenseStore, Embedder, SparseStore, Vectors
 from braid.ingestion.documents import InputError, SkippedFile, SourceDocument
@@ -32,6 +33,8 @@ from braid.ingestion.ledger import Ledger
 from braid.ingestion.readers import ReadItem, without_duplicates
 
 if TYPE_CHECKING:
+    from braid.engine.config import Settings
+
     # Only for types: chunking imports transformers, which a pipeline opened without models
     # (deletes, compaction) never needs.
     from braid.ingestion.chunking import TokenChunker
@@ -45,6 +48,30 @@ COMPACTION_MIN_DELETED = 1000
 # Build Qdrant Edge's HNSW index after a load that added at least this many points.
 OPTIMIZE_MIN_NEW_POINTS = 5000
 _DONE = object()
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentLimits:
+    """Per-document limits; a document over one is an input error, the others still load.
+
+    ``None`` turns the character or chunk limit off. The defaults are the settings' defaults
+    (``chunking.max_document_chars``, ``chunking.max_chunks_per_document``,
+    ``metadata.max_keys``, ``metadata.max_value_chars``).
+    """
+
+    max_document_chars: int | None = 1_000_000
+    max_chunks: int | None = 2000
+    max_metadata_keys: int = 64
+    max_value_chars: int = 4096
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DocumentLimits:
+        return cls(
+            max_document_chars=settings.chunking.max_document_chars,
+            max_chunks=settings.chunking.max_chunks_per_document,
+            max_metadata_keys=settings.metadata.max_keys,
+            max_value_chars=settings.metadata.max_value_chars,
+        )
 
 
 @dataclass
@@ -105,12 +132,12 @@ class IngestPipeline:
         *,
         batch_size: int = 64,
         commit_every: int = 4096,
-        max_document_chars: int | None = None,
+        limits: DocumentLimits | None = None,
     ) -> None:
         self.embedder = embedder
-        # Larger documents are refused as input errors: one 5 MB file would otherwise become
-        # thousands of chunks and many minutes of embedding without a word.
-        self.max_document_chars = max_document_chars
+        # Documents over a limit are refused as input errors: one 5 MB file would otherwise
+        # become thousands of chunks and many minutes of embedding without a word.
+        self.limits = limits or DocumentLimits()
         self.dense = dense
         self.sparse = sparse
         self.ledger = ledger
@@ -311,14 +338,32 @@ class IngestPipeline:
         flush()
 
     def _within_limits(self, doc: SourceDocument) -> SourceDocument | InputError:
-        limit = self.max_document_chars
-        if limit is None or len(doc.text) <= limit:
-            return doc
+        limits = self.limits
+        origin = doc.origin or doc.doc_id
+        chars = limits.max_document_chars
+        if chars is not None and len(doc.text) > chars:
+            return InputError(
+                origin,
+                f"document {doc.doc_id!r} has {len(doc.text):,} characters, more than "
+                f"chunking.max_document_chars ({chars:,}): split it, or raise "
+                "BRAID_CHUNKING__MAX_DOCUMENT_CHARS",
+            )
+        over = metadata_over_limits(
+            doc.metadata, max_keys=limits.max_metadata_keys, max_value_chars=limits.max_value_chars
+        )
+        if over is not None:
+            return InputError(origin, f"document {doc.doc_id!r}: {over[0]}")
+        return doc
+
+    def _too_many_chunks(self, doc: SourceDocument, count: int) -> InputError | None:
+        limit = self.limits.max_chunks
+        if limit is None or count <= limit:
+            return None
         return InputError(
             doc.origin or doc.doc_id,
-            f"document {doc.doc_id!r} has {len(doc.text):,} characters, more than "
-            f"chunking.max_document_chars ({limit:,}): split it, or raise "
-            "BRAID_CHUNKING__MAX_DOCUMENT_CHARS",
+            f"document {doc.doc_id!r} makes {count:,} chunks, more than "
+            f"chunking.max_chunks_per_document ({limit:,}): split it, or raise "
+            "BRAID_CHUNKING__MAX_CHUNKS_PER_DOCUMENT",
         )
 
     def _prepare(
@@ -331,6 +376,7 @@ class IngestPipeline:
         replaced = 0
         replaced_chunks = 0
         skipped = 0
+        refusals: list[str] = []
         for doc in docs:
             entry = known.get(doc.doc_id)
             if (
@@ -343,13 +389,20 @@ class IngestPipeline:
             ):
                 skipped += 1
                 continue
+            doc_chunks = self.chunker.chunk(doc)
+            refused = self._too_many_chunks(doc, len(doc_chunks))
+            if refused is not None:
+                # Refused before any write: a stored earlier version stays as it was.
+                refusals.append(str(refused))
+                continue
             if entry is not None:
                 replaced += 1
                 replaced_chunks += entry.chunk_count
             fresh.append(doc)
-            chunks.extend(self.chunker.chunk(doc))
+            chunks.extend(doc_chunks)
         with lock:
             report.skipped_unchanged += skipped
+            report.errors.extend(refusals)
         return _Batch(docs=fresh, chunks=chunks, replaced=replaced, replaced_chunks=replaced_chunks)
 
     def _write(

@@ -10,7 +10,7 @@ from braid.engine.factory import Engine, build_engine
 from braid.engine.locking import DataDirLock
 from braid.ingestion.data_format import check_data_format
 from braid.ingestion.ledger import LEDGER_FILE, Ledger
-from braid.ingestion.pipeline import IngestPipeline
+from braid.ingestion.pipeline import DocumentLimits, IngestPipeline
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -112,6 +112,6 @@ def open_workspace(
         ledger,
         chunker,
         batch_size=batch_size or settings.embedder.batch_size,
-        max_document_chars=settings.chunking.max_document_chars,
+        limits=DocumentLimits.from_settings(settings),
     )
     return Workspace(settings=settings, engine=engine, ledger=ledger, pipeline=pipeline, lock=lock)

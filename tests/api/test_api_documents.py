@@ -213,6 +213,35 @@ def test_text_size_limit(settings_for: Callable[..., Settings]) -> None:
     assert_error(response, 422, "limit_exceeded", "$.documents[0].text")
 
 
+@pytest.mark.parametrize(
+    ("extra", "path", "message"),
+    [
+        (
+            {f"k{i}": i for i in range(4)},
+            "$.documents[1]",
+            "4 metadata fields, more than metadata.max_keys (3)",
+        ),
+        ({"note": "y" * 9}, "$.documents[1].note", "more than metadata.max_value_chars (8)"),
+        ({"tags": ["ok", "z" * 9]}, "$.documents[1].tags", "a value of 9 characters"),
+    ],
+)
+def test_metadata_limits(
+    settings_for: Callable[..., Settings], extra: dict[str, Any], path: str, message: str
+) -> None:
+    from braid.api.main import create_app
+    from braid.engine.config import MetadataSettings
+
+    base = settings_for("metadata-limits")
+    settings = base.model_copy(update={"metadata": MetadataSettings(max_keys=3, max_value_chars=8)})
+    tiny = TestClient(create_app(settings))
+    fine = {"id": "a", "text": "t", "k0": 1, "k1": 2, "note": "y" * 8}  # exactly at the limits
+    response = tiny.post(
+        "/v1/documents", json={"documents": [fine, {"id": "b", "text": "t", **extra}]}
+    )
+    assert_error(response, 422, "limit_exceeded", path)
+    assert message in response.json()["error"]["message"]
+
+
 def test_jobs_list_and_unknown_job(client: TestClient) -> None:
     jobs = client.get("/v1/jobs?limit=3").json()["jobs"]
     assert 1 <= len(jobs) <= 3

@@ -27,6 +27,7 @@ from braid.engine.locking import DataDirLock
 from braid.engine.models import Chunk, point_id_for
 from braid.engine.sparse.tantivy_store import TantivySparseStore
 from braid.ingestion.documents import SourceDocument
+from braid.ingestion.pipeline import DocumentLimits
 from braid.ingestion.readers import read_jsonl
 
 SAMPLE_IDS = [str(row["id"]) for row in sample_rows()]
@@ -179,6 +180,41 @@ def test_strict_stops_at_the_first_bad_record(open_ws: WorkspaceOpener, tmp_path
     ]
     assert (lenient.documents, lenient.skipped_unchanged) == (1, 2)
     assert set(ws.ledger.doc_ids("indexed")) == {"a", "b", "c"}
+
+
+def test_documents_over_a_limit_are_refused_and_an_old_version_stays(
+    open_ws: WorkspaceOpener, tmp_path: Path
+) -> None:
+    ws = open_ws(tmp_path / "data", policy=SMALL_CHUNKS)
+    first = write_jsonl(tmp_path / "first.jsonl", [{"id": "g", "text": ZEPPELIN_TEXT}])
+    assert ws.pipeline.run(read_jsonl(first)).errors == []
+    ws.pipeline.limits = DocumentLimits(max_chunks=2, max_metadata_keys=2, max_value_chars=10)
+    path = write_jsonl(
+        tmp_path / "limits.jsonl",
+        [
+            {"id": "g", "text": GLACIER_TEXT},  # 48-token chunks: 3, more than 2
+            {"id": "m", "text": "Document m.", "a": 1, "b": 2, "c": 3},
+            {"id": "v", "text": "Document v.", "note": "x" * 11},
+            {"id": "ok", "text": "Document ok.", "a": 1, "note": "x" * 10},
+        ],
+    )
+    chunks = len(ws.pipeline.chunker.chunk(SourceDocument(doc_id="g", text=GLACIER_TEXT)))
+    assert chunks == 3
+    report = ws.pipeline.run(read_jsonl(path))
+    assert sorted(report.errors) == sorted(
+        [
+            f"{path}:1: document 'g' makes {chunks} chunks, more than "
+            "chunking.max_chunks_per_document (2): split it, or raise "
+            "BRAID_CHUNKING__MAX_CHUNKS_PER_DOCUMENT",
+            f"{path}:2: document 'm': 3 metadata fields, more than metadata.max_keys (2)",
+            f"{path}:3: document 'v': metadata 'note': a value of 11 characters, more than "
+            "metadata.max_value_chars (10)",
+        ]
+    )
+    assert (report.documents, report.deleted) == (1, 0)
+    assert assert_stores_agree(ws.ledger, ws.engine.dense, ws.engine.sparse) == {"g": 1, "ok": 1}
+    [chunk] = ws.engine.sparse.fetch([point_id_for("g", 0)]).values()
+    assert chunk.text == ZEPPELIN_TEXT  # the refused version replaced nothing
 
 
 def test_delete_by_id_and_by_filter_removes_from_both_stores_and_ledger(
