@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from braid.engine.config import ChunkingSettings, MetadataSettings, Settings
 from braid.engine.errors import ModelsNotLoadedError
 from braid.engine.filters import FilterExpr
 from braid.engine.metadata import metadata_over_limits
@@ -33,8 +34,6 @@ from braid.ingestion.ledger import Ledger
 from braid.ingestion.readers import ReadItem, without_duplicates
 
 if TYPE_CHECKING:
-    from braid.engine.config import Settings
-
     # Only for types: chunking imports transformers, which a pipeline opened without models
     # (deletes, compaction) never needs.
     from braid.ingestion.chunking import TokenChunker
@@ -48,21 +47,23 @@ COMPACTION_MIN_DELETED = 1000
 # Build Qdrant Edge's HNSW index after a load that added at least this many points.
 OPTIMIZE_MIN_NEW_POINTS = 5000
 _DONE = object()
+_CHUNKING = ChunkingSettings()
+_METADATA = MetadataSettings()
 
 
 @dataclass(frozen=True, slots=True)
 class DocumentLimits:
     """Per-document limits; a document over one is an input error, the others still load.
 
-    ``None`` turns the character or chunk limit off. The defaults are the settings' defaults
+    ``None`` turns the character or chunk limit off. The defaults are the settings' own
     (``chunking.max_document_chars``, ``chunking.max_chunks_per_document``,
     ``metadata.max_keys``, ``metadata.max_value_chars``).
     """
 
-    max_document_chars: int | None = 1_000_000
-    max_chunks: int | None = 2000
-    max_metadata_keys: int = 64
-    max_value_chars: int = 4096
+    max_document_chars: int | None = _CHUNKING.max_document_chars
+    max_chunks: int | None = _CHUNKING.max_chunks_per_document
+    max_metadata_keys: int = _METADATA.max_keys
+    max_value_chars: int = _METADATA.max_value_chars
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DocumentLimits:

@@ -60,6 +60,7 @@ from ingest_helpers import (  # noqa: E402
     WorkspaceOpener,
     assert_stores_agree,
     cli_env,
+    wait_ready,
 )
 
 from braid.engine.models import point_id_for
@@ -218,19 +219,6 @@ def start(data: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     command += [str(OPTIMIZE_AFTER_NEW_POINTS), "serve", "--port", str(port)]
     command += ["--data-dir", str(data)]
     return subprocess.Popen(command, env=ENV, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-
-
-def wait_ready(client: httpx.Client, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "braid serve exited while starting"
-        try:
-            if client.get("/readyz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    raise AssertionError("braid serve did not become ready")
 
 
 def search_body(n: int, query: str) -> dict[str, Any]:

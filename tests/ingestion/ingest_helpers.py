@@ -6,10 +6,14 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+
+import httpx
 
 from braid.engine.config import EmbedderSettings, Settings
 from braid.engine.models import point_id_for
@@ -141,3 +145,17 @@ def assert_stores_agree(ledger: Ledger, dense: DenseStore, sparse: SparseStore) 
     assert dense.doc_ids() == sparse.doc_ids() == set(expected_counts)
     assert sparse.count() == len(expected_points)
     return expected_counts
+
+
+def wait_ready(client: httpx.Client, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
+    """Wait until a started ``braid serve`` answers ``/readyz`` 200; fail if it exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "braid serve exited while starting"
+        try:
+            if client.get("/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    raise AssertionError("braid serve did not become ready")

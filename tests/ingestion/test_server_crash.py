@@ -18,7 +18,14 @@ from typing import Any
 
 import httpx
 import pytest
-from ingest_helpers import SCIFACT_DIR, WorkspaceOpener, assert_stores_agree, braid_command, cli_env
+from ingest_helpers import (
+    SCIFACT_DIR,
+    WorkspaceOpener,
+    assert_stores_agree,
+    braid_command,
+    cli_env,
+    wait_ready,
+)
 
 BATCHES = 6
 PER_BATCH = 40
@@ -52,19 +59,6 @@ def start(data: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
-
-
-def wait_ready(client: httpx.Client, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "braid serve exited while starting"
-        try:
-            if client.get("/readyz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    raise AssertionError("braid serve did not become ready")
 
 
 def states(client: httpx.Client, job_ids: list[str]) -> list[str]:
