@@ -148,6 +148,30 @@ class MetadataSettings(BaseModel):
     )
 
 
+class MaintenanceSettings(BaseModel):
+    """When the writer compacts Tantivy and builds Qdrant's index on its own (after an
+    ingest or an API job); ``braid optimize`` does both at once, whatever these say."""
+
+    compact_min_deleted_chunks: int = Field(
+        default=1000,
+        ge=0,
+        description="compact Tantivy once at least this many chunks were deleted or "
+        "replaced since the last compaction (BM25 statistics count deleted chunks until "
+        "their segment is rewritten) ...",
+    )
+    compact_deleted_ratio: float = Field(
+        default=0.2,
+        ge=0.0,
+        description="... and they are at least this share of the live chunks",
+    )
+    optimize_min_new_points: int = Field(
+        default=5000,
+        ge=1,
+        description="build Qdrant Edge's HNSW index after a load that added at least this "
+        "many chunks",
+    )
+
+
 class FusionSettings(BaseModel):
     method: FusionMethod = Field(
         default="adaptive",
@@ -226,6 +250,7 @@ class Settings(BaseSettings):
     fusion: FusionSettings = Field(default_factory=FusionSettings)
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
     metadata: MetadataSettings = Field(default_factory=MetadataSettings)
+    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
 
     @model_validator(mode="after")

@@ -23,7 +23,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from braid.engine.config import ChunkingSettings, MetadataSettings, Settings
+from braid.engine.config import (
+    ChunkingSettings,
+    MaintenanceSettings,
+    MetadataSettings,
+    Settings,
+)
 from braid.engine.errors import ModelsNotLoadedError
 from braid.engine.filters import FilterExpr
 from braid.engine.metadata import metadata_over_limits
@@ -40,15 +45,10 @@ if TYPE_CHECKING:
 
 DELETED_CHUNKS_KEY = "deleted_chunks_since_compaction"
 CHUNKING_KEY = "chunking"
-# Compact Tantivy once deleted chunks reach this share of live ones (BM25 statistics still
-# count deleted documents until their segment is rewritten).
-COMPACTION_RATIO = 0.2
-COMPACTION_MIN_DELETED = 1000
-# Build Qdrant Edge's HNSW index after a load that added at least this many points.
-OPTIMIZE_MIN_NEW_POINTS = 5000
 _DONE = object()
 _CHUNKING = ChunkingSettings()
 _METADATA = MetadataSettings()
+_MAINTENANCE = MaintenanceSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +73,21 @@ class DocumentLimits:
             max_metadata_keys=settings.metadata.max_keys,
             max_value_chars=settings.metadata.max_value_chars,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Maintenance:
+    """When the pipeline compacts Tantivy and optimizes Qdrant on its own (the
+    ``maintenance`` settings; defaults are theirs)."""
+
+    compact_min_deleted_chunks: int = _MAINTENANCE.compact_min_deleted_chunks
+    compact_deleted_ratio: float = _MAINTENANCE.compact_deleted_ratio
+    optimize_min_new_points: int = _MAINTENANCE.optimize_min_new_points
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Maintenance:
+        m = settings.maintenance
+        return cls(m.compact_min_deleted_chunks, m.compact_deleted_ratio, m.optimize_min_new_points)
 
 
 @dataclass
@@ -134,11 +149,13 @@ class IngestPipeline:
         batch_size: int = 64,
         commit_every: int = 4096,
         limits: DocumentLimits | None = None,
+        maintenance: Maintenance | None = None,
     ) -> None:
         self.embedder = embedder
         # Documents over a limit are refused as input errors: one 5 MB file would otherwise
         # become thousands of chunks and many minutes of embedding without a word.
         self.limits = limits or DocumentLimits()
+        self.maintenance = maintenance or Maintenance()
         self.dense = dense
         self.sparse = sparse
         self.ledger = ledger
@@ -202,10 +219,15 @@ class IngestPipeline:
         return doc_ids
 
     def maybe_compact(self, force: bool = False) -> bool:
-        """Compact Tantivy if enough chunks were deleted since the last compaction."""
+        """Compact Tantivy if enough chunks were deleted since the last compaction (both
+        ``maintenance`` thresholds met), or when ``force``; returns whether it compacted."""
         deleted = int(self.ledger.get_meta(DELETED_CHUNKS_KEY, "0"))
         live = self.sparse.count()
-        if not force and (deleted < COMPACTION_MIN_DELETED or deleted < COMPACTION_RATIO * live):
+        m = self.maintenance
+        enough = deleted >= m.compact_min_deleted_chunks and deleted >= (
+            m.compact_deleted_ratio * live
+        )
+        if not force and (not enough or deleted == 0):
             return False
         self.sparse.optimize()
         self.ledger.set_meta(DELETED_CHUNKS_KEY, "0")
@@ -453,5 +475,5 @@ class IngestPipeline:
 
     def _after_load(self, report: IngestReport) -> None:
         self.maybe_compact()
-        if report.chunks >= OPTIMIZE_MIN_NEW_POINTS:
+        if report.chunks >= self.maintenance.optimize_min_new_points:
             self.dense.optimize()

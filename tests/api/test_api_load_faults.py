@@ -15,10 +15,11 @@ Compaction: ``braid optimize`` cannot run while the server owns the data dir (it
 as a second writer) and no route optimizes, so what compacts under a running server is the
 worker itself: after each job, ``IngestPipeline.maybe_compact`` rewrites Tantivy once enough
 chunks were deleted, and after a load ``_after_load`` optimizes Qdrant Edge (segments and
-indexes). Their thresholds (1,000 deleted chunks and 20 % of live ones; 5,000 new points) are
-module constants made for real corpora, so the server is started through a launcher that
-lowers them (40 deleted chunks, no ratio; 20 new points) and logs each real compaction and
-optimize with its start and end time. Nothing else is changed in the server.
+indexes). Their thresholds (the ``maintenance`` settings: 1,000 deleted chunks and 20 % of
+live ones; 5,000 new points) are made for real corpora, so the server gets lower ones in its
+environment (40 deleted chunks, no ratio; 20 new points), and it is started through a
+launcher that logs each real compaction and optimize with its start and end time. Nothing
+else is changed in the server.
 
 Every response must be a 2xx, or a 503 ``overloaded`` with ``Retry-After: 1`` for a search
 (sent again after that second, as a client should; a write may only meet 503 ``queue_full``,
@@ -80,26 +81,32 @@ ENV = cli_env(
     BRAID_CHUNKING__MAX_TOKENS="64",
     BRAID_CHUNKING__OVERLAP_TOKENS="8",
     BRAID_API__MAX_CONCURRENT_SEARCHES=str(MAX_CONCURRENT_SEARCHES),
+    # The worker's own maintenance thresholds, lowered to this corpus.
+    BRAID_MAINTENANCE__COMPACT_MIN_DELETED_CHUNKS=str(COMPACT_AFTER_DELETED_CHUNKS),
+    BRAID_MAINTENANCE__COMPACT_DELETED_RATIO="0",
+    BRAID_MAINTENANCE__OPTIMIZE_MIN_NEW_POINTS=str(OPTIMIZE_AFTER_NEW_POINTS),
 )
 
-# `braid serve` with the worker's compaction and optimize thresholds lowered to this corpus,
-# and a line in the log for each real compaction (Tantivy) and optimize (Qdrant Edge).
+# `braid serve` with a line in the log for each real compaction (Tantivy) and optimize
+# (Qdrant Edge).
 LAUNCHER = """
-import sys, time
-import braid.ingestion.pipeline as pipeline
+import os, sys, time
 from braid.engine.dense.store import CollectionDenseStore
 from braid.engine.sparse.tantivy_store import TantivySparseStore
-
-pipeline.COMPACTION_MIN_DELETED = int(sys.argv[1])
-pipeline.COMPACTION_RATIO = 0.0
-pipeline.OPTIMIZE_MIN_NEW_POINTS = int(sys.argv[2])
 
 
 def logged(kind, method):
     def run(self):
         start = time.time()
         method(self)
-        print(f"LOADTEST {kind} {start:.6f} {time.time():.6f}", flush=True)
+        # One write per line to a file of its own: the server's log shares stdout's file
+        # and a line there can be cut by another thread's write.
+        line = f"{kind} {start:.6f} {time.time():.6f}\\n".encode()
+        fd = os.open(os.environ["LOADTEST_TIMINGS"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
     return run
 
 
@@ -107,7 +114,7 @@ TantivySparseStore.optimize = logged("compact", TantivySparseStore.optimize)
 CollectionDenseStore.optimize = logged("optimize", CollectionDenseStore.optimize)
 from braid.cli.app import main
 
-sys.argv = ["braid", *sys.argv[3:]]
+sys.argv = ["braid", *sys.argv[1:]]
 main()
 """
 
@@ -212,13 +219,17 @@ class Tally:
     gone_at: dict[str, float] = field(default_factory=dict)  # deleted doc id -> job seen done
 
 
+def timings_file(data: Path) -> Path:
+    return data.parent / "maintenance-timings.txt"
+
+
 def start(data: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     launcher = data.parent / "launch_serve.py"
     launcher.write_text(LAUNCHER, encoding="utf-8")
-    command = [sys.executable, str(launcher), str(COMPACT_AFTER_DELETED_CHUNKS)]
-    command += [str(OPTIMIZE_AFTER_NEW_POINTS), "serve", "--port", str(port)]
+    command = [sys.executable, str(launcher), "serve", "--port", str(port)]
     command += ["--data-dir", str(data)]
-    return subprocess.Popen(command, env=ENV, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    env = ENV | {"LOADTEST_TIMINGS": str(timings_file(data))}
+    return subprocess.Popen(command, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 
 def search_body(n: int, query: str) -> dict[str, Any]:
@@ -327,14 +338,14 @@ def writer(
             tally.problems.append(f"writer: {exc!r}")
 
 
-def optimizations(log: Path, since: float) -> dict[str, list[tuple[float, float]]]:
+def optimizations(data: Path, since: float) -> dict[str, list[tuple[float, float]]]:
     """The launcher's compaction and optimize lines after ``since``: kind -> (start, end)."""
     found: dict[str, list[tuple[float, float]]] = {"compact": [], "optimize": []}
-    for line in log.read_text(errors="replace").splitlines():
-        if line.startswith("LOADTEST "):
-            _, kind, began, ended = line.split()
-            if float(began) >= since:
-                found[kind].append((float(began), float(ended)))
+    timings = timings_file(data)
+    for line in timings.read_text().splitlines() if timings.exists() else []:
+        kind, began, ended = line.split()
+        if float(began) >= since:
+            found[kind].append((float(began), float(ended)))
     return found
 
 
@@ -411,7 +422,7 @@ def test_mixed_load_while_the_index_is_compacted(tmp_path: Path) -> None:
             thread.join(timeout=300)
         load_s = time.time() - load_start
         assert not any(t.is_alive() for t in threads), "a client did not finish"
-        ran = optimizations(log, load_start)
+        ran = optimizations(data, load_start)
         overlapped = overlapping(ran["compact"] + ran["optimize"], tally.answered)
         print(  # noqa: T201 - the figures the docstring records (shown with -s)
             f"\nload {load_s:.1f} s: {len(tally.answered)} searches answered, "

@@ -22,12 +22,13 @@ from ingest_helpers import (
     write_jsonl,
 )
 
+from braid.engine.config import Settings
 from braid.engine.filters import FilterExpr, parse_filter
 from braid.engine.locking import DataDirLock
 from braid.engine.models import Chunk, point_id_for
 from braid.engine.sparse.tantivy_store import TantivySparseStore
 from braid.ingestion.documents import SourceDocument
-from braid.ingestion.pipeline import DocumentLimits
+from braid.ingestion.pipeline import DELETED_CHUNKS_KEY, DocumentLimits, Maintenance
 from braid.ingestion.readers import read_jsonl
 
 SAMPLE_IDS = [str(row["id"]) for row in sample_rows()]
@@ -299,6 +300,38 @@ def test_bm25_after_deleting_half_and_compacting_equals_a_fresh_index(
     assert sparse.count() == fresh.count() == len(kept)
     assert_stores_agree(ws.ledger, ws.engine.dense, sparse)
     fresh.close()
+
+
+def test_compaction_waits_for_both_maintenance_thresholds(
+    open_ws: WorkspaceOpener, tmp_path: Path
+) -> None:
+    ws = open_ws(tmp_path / "data")
+    ws.pipeline.run(read_jsonl(SAMPLE_PATH))
+    gone = SAMPLE_IDS[:2]
+    chunks_gone = sum(e.chunk_count for e in ws.ledger.lookup(gone).values())
+    ws.pipeline.delete(gone)
+    live = ws.engine.sparse.count()
+    assert int(ws.ledger.get_meta(DELETED_CHUNKS_KEY, "0")) == chunks_gone
+    share = chunks_gone / live
+
+    def compacts(min_deleted: int, ratio: float) -> bool:
+        ws.pipeline.maintenance = Maintenance(min_deleted, ratio, 5000)
+        return ws.pipeline.maybe_compact()
+
+    assert not compacts(chunks_gone + 1, 0.0)  # too few deleted chunks
+    assert not compacts(chunks_gone, share + 0.01)  # too small a share of the live ones
+    assert compacts(chunks_gone, share)  # both met: compacted, and the count starts over
+    assert int(ws.ledger.get_meta(DELETED_CHUNKS_KEY, "0")) == 0
+    assert not compacts(0, 0.0)  # nothing deleted since: nothing to rewrite
+    assert ws.engine.sparse.count() == live
+
+
+def test_maintenance_thresholds_are_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Maintenance.from_settings(Settings()) == Maintenance(1000, 0.2, 5000)
+    monkeypatch.setenv("BRAID_MAINTENANCE__COMPACT_MIN_DELETED_CHUNKS", "40")
+    monkeypatch.setenv("BRAID_MAINTENANCE__COMPACT_DELETED_RATIO", "0")
+    monkeypatch.setenv("BRAID_MAINTENANCE__OPTIMIZE_MIN_NEW_POINTS", "20")
+    assert Maintenance.from_settings(Settings()) == Maintenance(40, 0.0, 20)
 
 
 def test_recover_removes_pending_documents_from_both_stores(
