@@ -54,7 +54,7 @@ class EmbedderTrainConfig:
     mini_batch: int = 32  # cached-mnrl: texts per forward pass
     matryoshka: tuple[int, ...] = ()
     negatives: int = 1
-    negative_margin: float = 0.95
+    negative_margin: float | None = None  # the false-negative guard, off by default
     mining_depth: int = 20
     max_pairs: int = 10_000  # self-supervised pairs
     dev_fraction: float = 0.1

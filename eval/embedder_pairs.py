@@ -14,10 +14,14 @@ The dev split is drawn by group, seeded: a labelled query, a JSONL query text, o
 self-supervised pairs) a whole document, so that no dev positive was seen in training from
 another of its document's pairs.
 
-Hard negatives come from braid's own index: the top BM25 and dense documents for the query,
-alternating by rank, never one judged relevant (or the pair's own document), and never one the
-base model already scores at ``margin`` times the positive's score or more (a false-negative
-guard: such a "negative" is more likely an unjudged positive or a near-duplicate).
+Hard negatives come from braid's own index: the top dense and BM25 documents for the query,
+alternating by rank with the dense one first (what the model being trained confuses the
+query with is what it learns most from), never one judged relevant (or the pair's own
+document). An optional false-negative guard (``margin``) also skips any candidate the base
+model already scores at ``margin`` times the positive's score or more: such a "negative" may
+be an unjudged positive or a near-duplicate. It is off by default: with MiniLM as its own
+judge it refused 64% of SciFact's candidates, the informative ones with them (dense nDCG@10
+on SciFact test 0.680 with it at 0.95, 0.723 without; the README has the runs).
 """
 
 from __future__ import annotations
@@ -210,12 +214,13 @@ def mine_pair(
     embedder: Embedder,
     *,
     count: int,
-    margin: float,
+    margin: float | None,
     depth: int,
     corpus: Mapping[str, CorpusDoc],
     stats: MiningStats,
 ) -> TrainPair:
-    """``pair`` with up to ``count`` negatives in all (given ones first), mined and guarded."""
+    """``pair`` with up to ``count`` negatives in all (given ones first), mined, and guarded
+    when ``margin`` is set."""
     wanted = count - len(pair.negatives)
     if wanted <= 0:
         return replace(pair, negatives=pair.negatives[:count])
@@ -223,7 +228,7 @@ def mine_pair(
     dense = _ranked_hits(searcher, pair.query, "dense", depth)
     seen = {pair.positive.strip(), pair.query.strip(), *(n.strip() for n in pair.negatives)}
     candidates: list[str] = []
-    for hits in zip_longest(bm25, dense):
+    for hits in zip_longest(dense, bm25):
         for hit in hits:
             if hit is None or hit.doc_id in pair.exclude:
                 continue
@@ -231,6 +236,11 @@ def mine_pair(
             if text.strip() and text.strip() not in seen:
                 seen.add(text.strip())
                 candidates.append(text)
+    if margin is None:  # no guard: the top candidates, and nothing to encode
+        top = candidates[:wanted]
+        stats.mined += len(top)
+        stats.short += len(top) < wanted
+        return replace(pair, negatives=pair.negatives + tuple(top))
     query_vec = embedder.encode_queries([pair.query])[0]
     positive_score = float(embedder.encode_passages([pair.positive])[0] @ query_vec)
     kept: list[str] = []
@@ -257,7 +267,7 @@ def mine_negatives(
     embedder: Embedder,
     *,
     count: int,
-    margin: float,
+    margin: float | None,
     depth: int = 20,
     corpus: Mapping[str, CorpusDoc] | None = None,
     on_pair: Callable[[int, int], None] | None = None,

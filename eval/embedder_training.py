@@ -199,8 +199,13 @@ def write_card(folder: Path, record: EmbedderTrainingRecord) -> None:
         f"- base: `{record.base.model_id}` (weights {record.base.version}, dim {record.base.dim})",
         f"- pairs: {sources}; {data.train_pairs} train, {data.dev_pairs} dev "
         f"({data.dev_queries} queries); {data.mining.mined} hard negatives mined from "
-        f"braid's BM25 and dense top {cfg.mining_depth}, {data.mining.guarded} refused by "
-        f"the false-negative guard (>= {cfg.negative_margin} x the positive's score)",
+        f"braid's dense and BM25 top {cfg.mining_depth}, "
+        + (
+            f"{data.mining.guarded} refused by the false-negative guard "
+            f"(>= {cfg.negative_margin} x the positive's score)"
+            if cfg.negative_margin is not None
+            else "no false-negative guard"
+        ),
         f"- loss: {LOSS_CLASSES[cfg.loss]}"
         + (f" in MatryoshkaLoss {list(cfg.matryoshka)}" if cfg.matryoshka else "")
         + f"; batch {cfg.batch_size} (NO_DUPLICATES), lr {cfg.lr}, warmup {cfg.warmup:.0%}, "

@@ -162,9 +162,12 @@ def train_embedder_command(
     max_pairs: Annotated[int, typer.Option(min=1, help="cap on self-supervised pairs")] = 10_000,
     negatives: Annotated[int, typer.Option(min=0, help="hard negatives per pair")] = 1,
     negative_margin: Annotated[
-        float,
-        typer.Option(help="skip candidates the base model scores >= this x the positive"),
-    ] = 0.95,
+        float | None,
+        typer.Option(
+            help="false-negative guard: skip candidates the base model scores >= this x the "
+            "positive (e.g. 0.95; default: no guard)"
+        ),
+    ] = None,
     loss: Annotated[str, typer.Option(help="mnrl or cached-mnrl")] = "mnrl",
     mini_batch: Annotated[
         int, typer.Option(min=1, help="cached-mnrl: texts per forward pass")

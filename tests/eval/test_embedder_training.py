@@ -224,6 +224,24 @@ def test_mining_guard_drops_a_near_duplicate(small_index: EvalIndex, collection:
     assert negative in {f"{t}\n{x}" for t, x in DOCS.values()}
 
 
+def test_mining_takes_the_dense_confusion_first_and_needs_no_guard(
+    small_index: EvalIndex, collection: Path
+) -> None:
+    # For q2 ("how do bees tell each other where food is", positive "bees") this index
+    # ranks, dense: bees, tides, chess, solar, ...; BM25: bees, glacier. Dense and BM25
+    # alternate from the dense side, so the negatives are tides, then glacier, then chess.
+    engine = small_index.workspace.engine
+    corpus = {d.doc_id: d for d in iter_corpus(collection)}
+    q2 = [p for p in labelled_pairs(load_dataset(collection, "train"), corpus) if p.group == "q:q2"]
+    text = {doc_id: f"{title}\n{body}" for doc_id, (title, body) in DOCS.items()}
+    for count, expected in ((1, ["tides"]), (3, ["tides", "glacier", "chess"])):
+        mined, stats = mine_negatives(
+            q2, engine.searcher, engine.embedder, count=count, margin=None, corpus=corpus
+        )
+        assert mined[0].negatives == tuple(text[d] for d in expected)
+        assert (stats.mined, stats.guarded, stats.short) == (count, 0, 0)
+
+
 def test_losses_are_sentence_transformers_own() -> None:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer import losses
