@@ -208,6 +208,33 @@ def _hit_text(hit: Hit, form: Form, corpus: Mapping[str, CorpusDoc]) -> str:
     return f"{chunk.title}\n{chunk.text}" if chunk.title else chunk.text
 
 
+def _guarded(
+    pair: TrainPair,
+    candidates: Sequence[str],
+    wanted: int,
+    margin: float,
+    embedder: Embedder,
+    stats: MiningStats,
+) -> list[str]:
+    """The first ``wanted`` candidates the false-negative guard lets through."""
+    query_vec = embedder.encode_queries([pair.query])[0]
+    positive_score = float(embedder.encode_passages([pair.positive])[0] @ query_vec)
+    kept: list[str] = []
+    # Encode a few candidates at a time: most pairs need one or two, not the whole list.
+    step = max(2, 2 * wanted)
+    for start in range(0, len(candidates), step):
+        batch = candidates[start : start + step]
+        scores = [float(s) for s in embedder.encode_passages(batch) @ query_vec]
+        for text, ok in zip(batch, guard_keeps(positive_score, scores, margin), strict=True):
+            if not ok:
+                stats.guarded += 1
+            elif len(kept) < wanted:
+                kept.append(text)
+        if len(kept) == wanted:
+            break
+    return kept
+
+
 def mine_pair(
     pair: TrainPair,
     searcher: HybridSearcher,
@@ -236,26 +263,12 @@ def mine_pair(
             if text.strip() and text.strip() not in seen:
                 seen.add(text.strip())
                 candidates.append(text)
-    if margin is None:  # no guard: the top candidates, and nothing to encode
-        top = candidates[:wanted]
-        stats.mined += len(top)
-        stats.short += len(top) < wanted
-        return replace(pair, negatives=pair.negatives + tuple(top))
-    query_vec = embedder.encode_queries([pair.query])[0]
-    positive_score = float(embedder.encode_passages([pair.positive])[0] @ query_vec)
-    kept: list[str] = []
-    # Encode a few candidates at a time: most pairs need one or two, not the whole list.
-    step = max(2, 2 * wanted)
-    for start in range(0, len(candidates), step):
-        batch = candidates[start : start + step]
-        scores = [float(s) for s in embedder.encode_passages(batch) @ query_vec]
-        for text, ok in zip(batch, guard_keeps(positive_score, scores, margin), strict=True):
-            if not ok:
-                stats.guarded += 1
-            elif len(kept) < wanted:
-                kept.append(text)
-        if len(kept) == wanted:
-            break
+    # No guard: the top candidates, with nothing to encode.
+    kept = (
+        candidates[:wanted]
+        if margin is None
+        else _guarded(pair, candidates, wanted, margin, embedder, stats)
+    )
     stats.mined += len(kept)
     stats.short += len(kept) < wanted
     return replace(pair, negatives=pair.negatives + tuple(kept))

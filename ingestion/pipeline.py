@@ -48,7 +48,6 @@ CHUNKING_KEY = "chunking"
 _DONE = object()
 _CHUNKING = ChunkingSettings()
 _METADATA = MetadataSettings()
-_MAINTENANCE = MaintenanceSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,21 +72,6 @@ class DocumentLimits:
             max_metadata_keys=settings.metadata.max_keys,
             max_value_chars=settings.metadata.max_value_chars,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Maintenance:
-    """When the pipeline compacts Tantivy and optimizes Qdrant on its own (the
-    ``maintenance`` settings; defaults are theirs)."""
-
-    compact_min_deleted_chunks: int = _MAINTENANCE.compact_min_deleted_chunks
-    compact_deleted_ratio: float = _MAINTENANCE.compact_deleted_ratio
-    optimize_min_new_points: int = _MAINTENANCE.optimize_min_new_points
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Maintenance:
-        m = settings.maintenance
-        return cls(m.compact_min_deleted_chunks, m.compact_deleted_ratio, m.optimize_min_new_points)
 
 
 @dataclass
@@ -149,13 +133,13 @@ class IngestPipeline:
         batch_size: int = 64,
         commit_every: int = 4096,
         limits: DocumentLimits | None = None,
-        maintenance: Maintenance | None = None,
+        maintenance: MaintenanceSettings | None = None,
     ) -> None:
         self.embedder = embedder
         # Documents over a limit are refused as input errors: one 5 MB file would otherwise
         # become thousands of chunks and many minutes of embedding without a word.
         self.limits = limits or DocumentLimits()
-        self.maintenance = maintenance or Maintenance()
+        self.maintenance = maintenance or MaintenanceSettings()
         self.dense = dense
         self.sparse = sparse
         self.ledger = ledger

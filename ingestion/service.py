@@ -10,7 +10,7 @@ from braid.engine.factory import Engine, build_engine
 from braid.engine.locking import DataDirLock
 from braid.ingestion.data_format import check_data_format
 from braid.ingestion.ledger import LEDGER_FILE, Ledger
-from braid.ingestion.pipeline import DocumentLimits, IngestPipeline, Maintenance
+from braid.ingestion.pipeline import DocumentLimits, IngestPipeline
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -113,6 +113,6 @@ def open_workspace(
         chunker,
         batch_size=batch_size or settings.embedder.batch_size,
         limits=DocumentLimits.from_settings(settings),
-        maintenance=Maintenance.from_settings(settings),
+        maintenance=settings.maintenance,
     )
     return Workspace(settings=settings, engine=engine, ledger=ledger, pipeline=pipeline, lock=lock)

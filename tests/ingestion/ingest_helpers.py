@@ -20,6 +20,7 @@ from braid.engine.models import point_id_for
 from braid.engine.protocols import DenseStore, SparseStore
 from braid.engine.sparse.tantivy_store import TantivySparseStore
 from braid.ingestion.chunking import ChunkingPolicy
+from braid.ingestion.documents import SourceDocument
 from braid.ingestion.ledger import LEDGER_FILE, Ledger
 from braid.ingestion.service import Workspace, open_workspace
 
@@ -50,6 +51,18 @@ def settings_for(data_dir: Path) -> Settings:
         data_dir=data_dir,
         embedder=EmbedderSettings(device="cpu", cpu_threads=TORCH_THREADS),
     )
+
+
+def scifact_head(limit: int, text_chars: int) -> list[SourceDocument]:
+    """The first ``limit`` SciFact documents, their text cut to ``text_chars`` characters."""
+    out = []
+    with (SCIFACT_DIR / "corpus.jsonl").open(encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            out.append(SourceDocument(row["_id"], row["text"][:text_chars], row["title"]))
+            if len(out) == limit:
+                break
+    return out
 
 
 def cli_env(**extra: str) -> dict[str, str]:

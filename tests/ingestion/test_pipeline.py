@@ -22,13 +22,13 @@ from ingest_helpers import (
     write_jsonl,
 )
 
-from braid.engine.config import Settings
+from braid.engine.config import MaintenanceSettings, Settings
 from braid.engine.filters import FilterExpr, parse_filter
 from braid.engine.locking import DataDirLock
 from braid.engine.models import Chunk, point_id_for
 from braid.engine.sparse.tantivy_store import TantivySparseStore
 from braid.ingestion.documents import SourceDocument
-from braid.ingestion.pipeline import DELETED_CHUNKS_KEY, DocumentLimits, Maintenance
+from braid.ingestion.pipeline import DELETED_CHUNKS_KEY, DocumentLimits
 from braid.ingestion.readers import read_jsonl
 
 SAMPLE_IDS = [str(row["id"]) for row in sample_rows()]
@@ -315,7 +315,9 @@ def test_compaction_waits_for_both_maintenance_thresholds(
     share = chunks_gone / live
 
     def compacts(min_deleted: int, ratio: float) -> bool:
-        ws.pipeline.maintenance = Maintenance(min_deleted, ratio, 5000)
+        ws.pipeline.maintenance = MaintenanceSettings(
+            compact_min_deleted_chunks=min_deleted, compact_deleted_ratio=ratio
+        )
         return ws.pipeline.maybe_compact()
 
     assert not compacts(chunks_gone + 1, 0.0)  # too few deleted chunks
@@ -327,11 +329,16 @@ def test_compaction_waits_for_both_maintenance_thresholds(
 
 
 def test_maintenance_thresholds_are_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Maintenance.from_settings(Settings()) == Maintenance(1000, 0.2, 5000)
+    # The defaults, and the environment names the README documents.
+    assert Settings().maintenance == MaintenanceSettings(
+        compact_min_deleted_chunks=1000, compact_deleted_ratio=0.2, optimize_min_new_points=5000
+    )
     monkeypatch.setenv("BRAID_MAINTENANCE__COMPACT_MIN_DELETED_CHUNKS", "40")
     monkeypatch.setenv("BRAID_MAINTENANCE__COMPACT_DELETED_RATIO", "0")
     monkeypatch.setenv("BRAID_MAINTENANCE__OPTIMIZE_MIN_NEW_POINTS", "20")
-    assert Maintenance.from_settings(Settings()) == Maintenance(40, 0.0, 20)
+    assert Settings().maintenance == MaintenanceSettings(
+        compact_min_deleted_chunks=40, compact_deleted_ratio=0.0, optimize_min_new_points=20
+    )
 
 
 def test_recover_removes_pending_documents_from_both_stores(
@@ -387,7 +394,7 @@ def test_workspace_holds_the_data_dir_until_closed(
 # does with a workspace opened without models. It prints what it saw as JSON.
 _WITHOUT_MODELS = """
 import json, sys
-from braid.engine.config import Settings
+from braid.engine.config import MaintenanceSettings, Settings
 from braid.engine.errors import ModelsNotLoadedError
 from braid.engine.filters import parse_filter
 from braid.ingestion.service import open_workspace

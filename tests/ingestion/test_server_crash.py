@@ -14,7 +14,6 @@ A 202 from ``POST /v1/documents`` is a promise: the job is durable once it is an
 
 from __future__ import annotations
 
-import json
 import random
 import signal
 import socket
@@ -36,6 +35,7 @@ from ingest_helpers import (
     braid_command,
     cli_env,
     ledger_rows,
+    scifact_head,
     wait_ready,
 )
 
@@ -54,17 +54,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def documents(limit: int) -> list[SourceDocument]:
-    out = []
-    with (SCIFACT_DIR / "corpus.jsonl").open(encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            out.append(SourceDocument(row["_id"], row["text"][:TEXT_CHARS], row["title"]))
-            if len(out) == limit:
-                break
-    return out
 
 
 def record(doc: SourceDocument) -> dict[str, Any]:
@@ -89,7 +78,7 @@ def states(client: httpx.Client, job_ids: list[str]) -> list[str]:
 def test_sigkill_of_the_server_loses_no_accepted_document(tmp_path: Path) -> None:
     data, log = tmp_path / "data", tmp_path / "serve.log"
     port = free_port()
-    docs = [record(d) for d in documents(BATCHES * PER_BATCH)]
+    docs = [record(d) for d in scifact_head(BATCHES * PER_BATCH, TEXT_CHARS)]
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
     proc = start(data, port, log)
     try:
@@ -202,7 +191,7 @@ class RetryingClient:
 
 def submission_plan(rng: random.Random) -> tuple[list[Submission], dict[str, SourceDocument]]:
     """The upserts and deletes the client sends, and the documents they leave."""
-    fresh = iter(documents(PLAN_BATCHES * PLAN_PER_BATCH))
+    fresh = iter(scifact_head(PLAN_BATCHES * PLAN_PER_BATCH, TEXT_CHARS))
     plan: list[Submission] = []
     expected: dict[str, SourceDocument] = {}
     for batch in range(PLAN_BATCHES):

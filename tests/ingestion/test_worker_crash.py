@@ -22,7 +22,6 @@ Figures (seed 1606; jobs of ~0.4 s on 2 cores): 3 kills, 10 jobs, 240 documents 
 
 from __future__ import annotations
 
-import json
 import random
 import signal
 import sqlite3
@@ -40,6 +39,7 @@ from ingest_helpers import (
     braid_command,
     cli_env,
     ledger_rows,
+    scifact_head,
 )
 
 from braid.ingestion.documents import SourceDocument
@@ -141,17 +141,6 @@ class Kill:
     pending_docs: int  # ledger rows left ``pending``: the kill landed mid-write
 
 
-def scifact_documents(limit: int) -> list[SourceDocument]:
-    out = []
-    with (SCIFACT_DIR / "corpus.jsonl").open(encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            out.append(SourceDocument(row["_id"], row["text"][:TEXT_CHARS], row["title"]))
-            if len(out) == limit:
-                break
-    return out
-
-
 def start_worker(data: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -232,7 +221,7 @@ def test_sigkill_of_the_worker_loses_and_duplicates_no_accepted_job(
     data, log = tmp_path / "data", tmp_path / "worker.log"
     rng = random.Random(SEED)
     jobs = JobService(JobQueue(data / JOBS_FILE))  # a reader's service: no worker
-    reader = Submitter(jobs, rng, scifact_documents(BATCHES * PER_BATCH))
+    reader = Submitter(jobs, rng, scifact_head(BATCHES * PER_BATCH, TEXT_CHARS))
     # Submitted when the worker is up (U) or dead (D), between the kills.
     for batch in (0, 1, 2):
         reader.batch(batch)  # D: before the first start
