@@ -36,6 +36,12 @@ class EmbedderSettings(BaseModel):
     cpu_threads: int | None = Field(
         default=None, ge=1, description="torch (or onnxruntime intra-op) threads on the CPU"
     )
+    spin_wait: bool | None = Field(
+        default=None,
+        description="onnx backends: onnxruntime's intra-op threads busy-wait for the next "
+        "run (a single query encodes sooner, but under concurrent searches the spinning "
+        "takes the cores the other requests need). None (auto): on, except in `braid serve`",
+    )
     query_prefix: str = ""
     passage_prefix: str = ""
     batch_size: int = Field(default=64, ge=1, le=4096)

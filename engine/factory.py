@@ -106,6 +106,7 @@ def build_embedder(settings: Settings) -> Embedder:
             cache_dir=onnx_cache_dir(settings),
             quantized=backend == "onnx-int8",
             cpu_threads=cfg.cpu_threads,
+            spin_wait=cfg.spin_wait is not False,
             query_prefix=cfg.query_prefix,
             passage_prefix=cfg.passage_prefix,
             batch_size=cfg.batch_size,

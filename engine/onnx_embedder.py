@@ -52,6 +52,7 @@ ONNX_CACHE_DIR = "onnx-cache"
 OPSET = 17
 POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len_tokens")
 OUTPUT = "last_hidden_state"
+SPIN_WAIT_ENTRY = "session.intra_op.allow_spinning"  # onnxruntime's session config key
 # Legacy sentence-transformers pooling flags -> the mode names of its current ``Pooling``.
 _LEGACY_POOLING = {
     "pooling_mode_cls_token": "cls",
@@ -300,6 +301,7 @@ class OnnxEmbedder:
         cache_dir: Path,
         quantized: bool = False,
         cpu_threads: int | None = None,
+        spin_wait: bool = True,
         query_prefix: str = "",
         passage_prefix: str = "",
         batch_size: int = 64,
@@ -315,6 +317,8 @@ class OnnxEmbedder:
             quantized: encode queries with the int8 copy (passages stay fp32).
             cpu_threads: onnxruntime intra-op threads; ``None``: onnxruntime's default, one
                 per physical core, as torch's.
+            spin_wait: let the intra-op threads busy-wait between runs (onnxruntime's
+                default): lower single-query latency, more CPU burnt under concurrency.
             query_prefix: prepended to queries.
             passage_prefix: prepended to passages.
             batch_size: default encode batch size.
@@ -349,6 +353,9 @@ class OnnxEmbedder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = cpu_threads or 0  # 0: onnxruntime's default
         options.inter_op_num_threads = 1
+        # Spinning threads hold the cores for a while after each run: the lowest latency
+        # for one query at a time, but a server's other request threads need those cores.
+        options.add_session_config_entry(SPIN_WAIT_ENTRY, "1" if spin_wait else "0")
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._options = options

@@ -21,6 +21,7 @@ from braid.engine.config import Settings
 from braid.engine.errors import ConfigError
 from braid.engine.onnx_embedder import (
     ONNX_CACHE_DIR,
+    SPIN_WAIT_ENTRY,
     OnnxEmbedder,
     cache_file,
     pool,
@@ -450,3 +451,36 @@ def test_int8_encodes_queries_only(fp32: OnnxEmbedder, int8: OnnxEmbedder) -> No
     queries, exact = int8.encode_queries(texts), fp32.encode_queries(texts)
     assert not np.array_equal(queries, exact)
     assert float((queries * exact).sum(axis=1).min()) > 0.98
+
+
+def test_spin_wait_is_a_session_option_that_leaves_the_vectors_alone(
+    data_dir: Path, fp32: OnnxEmbedder, scifact: SciFact
+) -> None:
+    still = OnnxEmbedder(cache_dir=data_dir / ONNX_CACHE_DIR, cpu_threads=2, spin_wait=False)
+
+    def spinning(embedder: OnnxEmbedder) -> str:
+        options = embedder._session.get_session_options()  # noqa: SLF001 (what ORT was given)
+        return str(options.get_session_config_entry(SPIN_WAIT_ENTRY))
+
+    assert (spinning(fp32), spinning(still)) == ("1", "0")
+    queries = scifact.queries[:20]
+    np.testing.assert_array_equal(still.encode_queries(queries), fp32.encode_queries(queries))
+
+
+def test_settings_pass_spin_wait_and_a_server_turns_auto_off(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from braid.api.runtime import Runtime
+    from braid.engine.factory import build_embedder
+
+    monkeypatch.setenv("BRAID_EMBEDDER__BACKEND", "onnx")
+    monkeypatch.setenv("BRAID_EMBEDDER__ONNX_CACHE_DIR", str(data_dir / ONNX_CACHE_DIR))
+    monkeypatch.setenv("BRAID_DATA_DIR", str(data_dir))
+    assert Settings().embedder.spin_wait is None
+    built = build_embedder(Settings(embedder={"backend": "onnx", "spin_wait": False}))
+    options = built._session.get_session_options()  # type: ignore[attr-defined]  # noqa: SLF001
+    assert options.get_session_config_entry(SPIN_WAIT_ENTRY) == "0"
+    # A server's settings: auto means off; an explicit choice stands.
+    assert Runtime(Settings()).settings.embedder.spin_wait is False
+    monkeypatch.setenv("BRAID_EMBEDDER__SPIN_WAIT", "true")
+    assert Runtime(Settings()).settings.embedder.spin_wait is True
