@@ -304,8 +304,14 @@ def _api_table(report: Report) -> Table:
                 *run["shed"]["latency_ms"].values(),
             ),
             ("", "errors / lost documents", f"{run['errors']} / {run['lost_documents']}"),
+            ("", "CPU ms per request: server / load", _cpu_cell(run["cpu_ms_per_request"])),
         ]
     return title, columns, rows
+
+
+def _cpu_cell(cpu: dict[str, float | None]) -> str:
+    server = "?" if cpu["server"] is None else f"{cpu['server']}"
+    return f"{server} / {cpu['load_generator']}"
 
 
 def _ingest_table(report: Report) -> Table:

@@ -97,7 +97,7 @@ def run_api_bench(
         runs: list[dict[str, Any]] = []
         expected = len(docs)
         for count in clients:
-            run = _load(url, texts, expected, count, seconds, upsert_share, seed)
+            run = _load(url, texts, expected, count, seconds, upsert_share, seed, server.pid)
             expected = run["documents_expected"]
             runs.append(run)
         return runs[0] | {"runs": runs}
@@ -133,6 +133,7 @@ def _load(
     seconds: float,
     upsert_share: float,
     seed: int,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
     lock = threading.Lock()
     search_ms: list[float] = []
@@ -188,12 +189,17 @@ def _load(
                             errors.append(f"search {response.status_code}: {response.text[:200]}")
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    server_cpu = process_cpu_seconds(server_pid)
+    client_cpu = time.process_time()
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
+    answered = max(1, len(search_ms) + len(upsert_ms))
+    client_cpu = time.process_time() - client_cpu
+    server_after = process_cpu_seconds(server_pid)
     with httpx.Client(base_url=url, timeout=60) as http:
         failed_jobs = _await_jobs(http, jobs)
         stats = http.get("/v1/stats").json()
@@ -217,6 +223,16 @@ def _load(
         "shed": {"count": len(shed), "latency_ms": _percentiles(shed)},
         "errors": len(errors),
         "error_samples": errors[:5],
+        # Where the cores went: the server's CPU (its worker's passage encoding included)
+        # and the load generator's, per answered request.
+        "cpu_ms_per_request": {
+            "server": (
+                round((server_after - server_cpu) * 1e3 / answered, 2)
+                if server_after is not None and server_cpu is not None
+                else None
+            ),
+            "load_generator": round(client_cpu * 1e3 / answered, 2),
+        },
         "documents_expected": expected,
         "documents": {
             "ledger": stats["ledger"]["documents"],
@@ -226,6 +242,20 @@ def _load(
         "lost_documents": len(missing) + max(0, expected - stats["ledger"]["documents"]),
         "consistent": bool(stats.get("consistent")),
     }
+
+
+def process_cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far, from ``/proc`` (``None`` where
+    there is no ``/proc``, or no such process)."""
+    if pid is None:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after the command name, which is in parentheses and may hold spaces.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _overloaded(response: httpx.Response) -> bool:
