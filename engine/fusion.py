@@ -11,7 +11,7 @@ hit with the better best rank, then to the smaller point id, so the order is det
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Literal, get_args
 
 from braid.engine.adaptive import AdaptiveRule, rule_for_model
@@ -110,15 +110,20 @@ def weighted_rrf(
     """
     weights = weights or {}
     hits: dict[str, Hit] = {}
+    best_rank: dict[str, int] = {}
     for name, ranking in rankings.items():
         weight = float(weights.get(name, 1.0))
         for rank, point in enumerate(ranking, start=1):
-            hit = hits.get(point.point_id)
+            point_id = point.point_id
+            hit = hits.get(point_id)
             if hit is None:
-                hit = hits[point.point_id] = Hit(point_id=point.point_id, score=0.0)
+                hit = hits[point_id] = Hit(point_id, 0.0)
+                best_rank[point_id] = rank
+            else:
+                best_rank[point_id] = min(rank, best_rank[point_id])
             hit.score += weight / (k + rank)
-            hit.stages[name] = StageScore(rank=rank, score=point.score)
-    return _ranked(hits.values(), "rrf")
+            hit.stages[name] = StageScore(rank, point.score)
+    return _ranked(hits.values(), "rrf", best_rank)
 
 
 def convex_fusion(
@@ -250,24 +255,31 @@ def _score_fusion(
 ) -> list[Hit]:
     weights = weights or {}
     hits: dict[str, Hit] = {}
+    best_rank: dict[str, int] = {}  # each hit's best rank in any list: the first tie-break
     legs: list[tuple[float, dict[str, float], float]] = []
     for name, ranking in rankings.items():
         if not ranking:
             continue
-        scores = [p.score for p in ranking]
-        values = normalise(scores)
+        values = normalise([p.score for p in ranking])
         by_id: dict[str, float] = {}
         for rank, (point, value) in enumerate(zip(ranking, values, strict=True), start=1):
-            by_id[point.point_id] = value
-            hit = hits.get(point.point_id)
+            point_id = point.point_id
+            by_id[point_id] = value
+            hit = hits.get(point_id)
             if hit is None:
-                hit = hits[point.point_id] = Hit(point_id=point.point_id, score=0.0)
-            hit.stages[name] = StageScore(rank=rank, score=point.score)
+                hits[point_id] = Hit(point_id, 0.0, {name: StageScore(rank, point.score)})
+                best_rank[point_id] = rank
+            else:
+                hit.stages[name] = StageScore(rank, point.score)
+                best_rank[point_id] = min(rank, best_rank[point_id])
         legs.append((float(weights.get(name, 1.0)), by_id, missing(values)))
     for point_id, hit in hits.items():
         # Summed in the rankings' order for every hit, so equal inputs give equal floats.
-        hit.score = sum(w * by_id.get(point_id, absent) for w, by_id, absent in legs)
-    return _ranked(hits.values(), stage)
+        score = 0.0
+        for weight, by_id, absent in legs:
+            score += weight * by_id.get(point_id, absent)
+        hit.score = score
+    return _ranked(hits.values(), stage, best_rank)
 
 
 def _mean_sd(scores: Sequence[float], ddof: int) -> tuple[float, float]:
@@ -308,11 +320,17 @@ def _min_of_standardised(values: Sequence[float]) -> float:
     return min(values)
 
 
-def _ranked(hits: Iterable[Hit], stage: str) -> list[Hit]:
-    def key(hit: Hit) -> tuple[float, int, str]:
-        return (-hit.score, min(s.rank for s in hit.stages.values()), hit.point_id)
+def _ranked(
+    hits: Collection[Hit], stage: str, best_rank: Mapping[str, int] | None = None
+) -> list[Hit]:
+    """Hits by fused score, then best rank in any list, then point id; ranked under ``stage``.
 
-    ordered = sorted(hits, key=key)
+    ``best_rank`` (each hit's best rank, when the caller has it) saves looking it up again.
+    """
+    if best_rank is None:
+        best_rank = {h.point_id: min(s.rank for s in h.stages.values()) for h in hits}
+    ranks = best_rank
+    ordered = sorted(hits, key=lambda h: (-h.score, ranks[h.point_id], h.point_id))
     for rank, hit in enumerate(ordered, start=1):
-        hit.stages[stage] = StageScore(rank=rank, score=hit.score)
+        hit.stages[stage] = StageScore(rank, hit.score)
     return ordered

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from functools import partial
+
 from fastapi import APIRouter, Response
 
 from braid.api.deps import (
@@ -9,12 +12,16 @@ from braid.api.deps import (
     READ,
     CheckedSearch,
     MetricsDep,
+    ReadyDep,
     SearcherDep,
     request_filter,
 )
 from braid.api.errors import error_responses
+from braid.api.metrics import Metrics
 from braid.api.routing import JsonRoute
-from braid.api.schemas import SearchResponseOut
+from braid.api.schemas import SearchRequest, SearchResponseOut
+from braid.api.search_json import search_response_json
+from braid.engine.searcher import HybridSearcher
 
 router = APIRouter(prefix="/v1", tags=["search"], route_class=JsonRoute)
 
@@ -26,12 +33,20 @@ router = APIRouter(prefix="/v1", tags=["search"], route_class=JsonRoute)
     responses=error_responses(400, 401, 409, 413, 415, 422, 503),
     summary="Search the index",
 )
-def search(body: CheckedSearch, searcher: SearcherDep, metrics: MetricsDep) -> Response:
+async def search(
+    body: CheckedSearch, searcher: SearcherDep, metrics: MetricsDep, runtime: ReadyDep
+) -> Response:
     """Hybrid (BM25 + dense, fused), BM25-only or dense-only search with metadata filters.
 
-    Runs in a worker thread: embedding and reranking never block the event loop, and
-    concurrent queries are embedded together in micro-batches.
+    Runs on the server's search threads (`api.search_threads`, one per CPU by default):
+    embedding and reranking never block the event loop, and searches admitted beyond the
+    threads wait their turn instead of contending for the cores.
     """
+    run = partial(_search, body, searcher, metrics)
+    return await asyncio.get_running_loop().run_in_executor(runtime.search_pool, run)
+
+
+def _search(body: SearchRequest, searcher: HybridSearcher, metrics: Metrics) -> Response:
     response = searcher.search(
         body.query,
         top_k=body.top_k,
@@ -52,7 +67,7 @@ def search(body: CheckedSearch, searcher: SearcherDep, metrics: MetricsDep) -> R
         min_score=body.min_score,
     )
     metrics.observe_search(response)
-    out = SearchResponseOut.from_engine(response, body.include_text, body.explain)
-    # Serialised here, once: returned as the model, FastAPI would validate it again against
-    # response_model and then serialise it (about 1 ms of a 32 KB page of documents).
-    return Response(out.model_dump_json(), media_type="application/json")
+    # Serialised here, once, without building the response_model's tree of models (which
+    # only documents the shape): see api/search_json.py.
+    body_json = search_response_json(response, body.include_text, body.explain)
+    return Response(body_json, media_type="application/json")

@@ -6,6 +6,7 @@ stores above never see ``qdrant_edge`` or ``qdrant_client`` objects.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ IndexKind = Literal["keyword", "float", "bool"]
 # Payload fields braid itself filters or deletes on.
 CORE_INDEXES: dict[str, IndexKind] = {"doc_id": "keyword", "model_version": "keyword"}
 METADATA_KEY = "metadata"
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +105,13 @@ def stored_point_ids(point_ids: Sequence[str]) -> list[str]:
     """
     valid = []
     for point_id in point_ids:
-        try:
-            uuid.UUID(point_id)
-        except (ValueError, AttributeError, TypeError):
-            continue
+        # The ids braid writes (str(uuid5)) pass the pattern; only others take uuid.UUID's
+        # slower checks (a search fetches dozens of ids per query).
+        if not (isinstance(point_id, str) and _CANONICAL_UUID.fullmatch(point_id)):
+            try:
+                uuid.UUID(point_id)
+            except (ValueError, AttributeError, TypeError):
+                continue
         valid.append(point_id)
     return valid
 
@@ -114,7 +119,10 @@ def stored_point_ids(point_ids: Sequence[str]) -> list[str]:
 def ranked(found: Iterable[tuple[object, float]]) -> list[ScoredPoint]:
     """Engine answers as ``ScoredPoint``s, best first, ties by point id (the store contract:
     engines order equal scores differently)."""
-    return sorted(
-        (ScoredPoint(str(pid), float(score)) for pid, score in found),
-        key=lambda p: (-p.score, p.point_id),
-    )
+    points = [ScoredPoint(str(pid), float(score)) for pid, score in found]
+    points.sort(key=_best_first)
+    return points
+
+
+def _best_first(point: ScoredPoint) -> tuple[float, str]:
+    return -point.score, point.point_id

@@ -215,7 +215,7 @@ class TantivySparseStore:
         los = searcher.fast_field_values("key_lo", addresses)
         # Both fields are u64 fast fields present on every document: never None here.
         return [
-            str(uuid.UUID(int=(int(hi) << 64) | int(lo)))  # type: ignore[arg-type]
+            _uuid_text(int(hi), int(lo))  # type: ignore[arg-type]
             for hi, lo in zip(his, los, strict=True)
         ]
 
@@ -323,3 +323,10 @@ def _sorted(pairs: Iterable[tuple[str, float]]) -> list[ScoredPoint]:
     return [
         ScoredPoint(pid, float(score)) for pid, score in sorted(pairs, key=lambda p: (-p[1], p[0]))
     ]
+
+
+def _uuid_text(hi: int, lo: int) -> str:
+    """``str(uuid.UUID(int=hi << 64 | lo))`` without building the UUID: a search turns up to
+    ``limit`` ids per query into text, and ``UUID``'s checks cost 3x this formatting."""
+    digits = f"{hi:016x}{lo:016x}"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"

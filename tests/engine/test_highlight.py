@@ -45,6 +45,14 @@ def test_unicode_words_and_long_tokens() -> None:
     assert marked(text, long_word) == []  # Tantivy drops it from the index: BM25 never matched
 
 
+def test_a_text_whose_lower_case_is_longer_keeps_its_offsets() -> None:
+    # "İ" lower-cases to two characters: offsets then come from the text itself.
+    text = "İstanbul fusion; FUSION"
+    assert len(text.lower()) == len(text) + 1
+    assert highlight_spans(text, query_terms("fusion")) == [(9, 15), (17, 23)]
+    assert marked("Ranked İ ranks", "rank") == ["Ranked", "ranks"]
+
+
 def test_snippet_escapes_and_marks() -> None:
     text = "<b>bold</b> & BM25 ranks"
     spans = highlight_spans(text, query_terms("rank bold"))

@@ -305,3 +305,15 @@ class TestTantivyWriterLock:
             assert store.count() == 3
         finally:
             store.close()
+
+
+def test_tantivy_point_ids_are_written_as_uuid_writes_them() -> None:
+    import random
+    import uuid
+
+    from braid.engine.sparse.tantivy_store import _uuid_text
+
+    rng = random.Random(5)
+    values = [0, 1, 2**128 - 1, 2**64, 2**64 - 1, *(rng.getrandbits(128) for _ in range(500))]
+    for value in values:
+        assert _uuid_text(value >> 64, value & (2**64 - 1)) == str(uuid.UUID(int=value))
