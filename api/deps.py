@@ -2,6 +2,11 @@
 
 Routes take what they need as ``Annotated`` aliases (``SearcherDep``, ``JobsDep``,
 ``CheckedSearch``...) and declare their scope with ``dependencies=[READ]`` or ``[WRITE]``.
+
+The dependencies that never block are ``async def``: FastAPI runs a plain ``def``
+dependency in its thread pool, a thread hand-off each, and a search needed eight of them
+(``braid bench api``: see the README). ``checked_documents`` stays a plain ``def``: a batch of
+a thousand documents takes long enough to validate to stall the event loop.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from braid.ingestion.ledger import Ledger
 Scope = Literal["read", "write"]
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -52,21 +57,21 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_settings(runtime: RuntimeDep) -> Settings:
+async def get_settings(runtime: RuntimeDep) -> Settings:
     return runtime.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_metrics(runtime: RuntimeDep) -> Metrics:
+async def get_metrics(runtime: RuntimeDep) -> Metrics:
     return runtime.metrics
 
 
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
-def ready_runtime(runtime: RuntimeDep) -> Runtime:
+async def ready_runtime(runtime: RuntimeDep) -> Runtime:
     """The runtime, once the models are warm and the stores open; 503 before."""
     if runtime.ready:
         return runtime
@@ -81,21 +86,21 @@ def ready_runtime(runtime: RuntimeDep) -> Runtime:
 ReadyDep = Annotated[Runtime, Depends(ready_runtime)]
 
 
-def get_searcher(runtime: ReadyDep) -> HybridSearcher:
+async def get_searcher(runtime: ReadyDep) -> HybridSearcher:
     if runtime.searcher is None:
         raise NotReady("the searcher is not open")
     return runtime.searcher
 
 
-def get_engine(runtime: ReadyDep) -> Engine:
+async def get_engine(runtime: ReadyDep) -> Engine:
     return runtime.engine
 
 
-def get_ledger(runtime: ReadyDep) -> Ledger:
+async def get_ledger(runtime: ReadyDep) -> Ledger:
     return runtime.ledger
 
 
-def get_jobs(runtime: ReadyDep) -> JobService:
+async def get_jobs(runtime: ReadyDep) -> JobService:
     """The jobs: an owner's service runs its worker; a reader's only queues them, for the
     separate ``braid worker`` that polls the shared queue."""
     if runtime.jobs is None:
@@ -191,11 +196,15 @@ def _require(scope: Scope, request: Request) -> None:
         raise Forbidden("this API key may only read")
 
 
-def require_read(request: Request, _bearer: BearerCredentials, _key: ApiKeyHeaderValue) -> None:
+async def require_read(
+    request: Request, _bearer: BearerCredentials, _key: ApiKeyHeaderValue
+) -> None:
     _require("read", request)
 
 
-def require_write(request: Request, _bearer: BearerCredentials, _key: ApiKeyHeaderValue) -> None:
+async def require_write(
+    request: Request, _bearer: BearerCredentials, _key: ApiKeyHeaderValue
+) -> None:
     _require("write", request)
 
 
@@ -257,7 +266,7 @@ _LIMIT_SETTING = {
 }
 
 
-def checked_search(body: SearchRequest, settings: SettingsDep) -> SearchRequest:
+async def checked_search(body: SearchRequest, settings: SettingsDep) -> SearchRequest:
     limits = search_limits(settings)
     if len(body.query) > limits["query"]:
         raise LimitExceeded(
@@ -308,7 +317,7 @@ def checked_documents(body: DocumentsIn, settings: SettingsDep) -> list[SourceDo
     return documents
 
 
-def checked_embed(body: EmbedRequest, settings: SettingsDep) -> EmbedRequest:
+async def checked_embed(body: EmbedRequest, settings: SettingsDep) -> EmbedRequest:
     limits = settings.api
     if len(body.texts) > limits.max_embed_texts:
         raise LimitExceeded(f"more than {limits.max_embed_texts} texts", "$.texts")

@@ -65,7 +65,7 @@ def _version() -> str:
 def create_app(
     settings: Settings,
     *,
-    micro_batch: bool = True,
+    micro_batch: bool | None = None,
     preflight: bool = True,
     open_engine: Callable[[Settings], Engine] = open_reader_engine,
 ) -> FastAPI:
@@ -73,7 +73,8 @@ def create_app(
 
     Args:
         settings: the process's settings (``api`` section: role, keys, limits, CORS).
-        micro_batch: embed concurrent queries together (one model thread for queries).
+        micro_batch: embed concurrent queries together (one model thread for queries);
+            ``None``: ``api.micro_batch`` (auto: only where queries are encoded on a GPU).
         preflight: fail an owner's start at once when another process holds the data dir.
         open_engine: how a reader opens its engine (tests share an in-process Qdrant).
     """

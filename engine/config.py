@@ -235,6 +235,19 @@ class ApiSettings(BaseModel):
         description="searches and embeddings answered at once (per process); one more gets "
         "503 overloaded with Retry-After instead of waiting in a queue that only grows",
     )
+    micro_batch: bool | None = Field(
+        default=None,
+        description="embed the queries of concurrent searches together in one batch. None "
+        "(auto): only where the query encoder runs on a GPU; on a CPU a batch costs what its "
+        "queries cost apart, plus padding and a thread hand-off (measured: see the README)",
+    )
+    search_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="searches that run at once in the engine (per process); the others "
+        "admitted wait their turn. None (auto): one per CPU available to the process. "
+        "More threads than cores only contend for the GIL (measured: see the README)",
+    )
 
 
 class Settings(BaseSettings):

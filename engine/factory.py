@@ -67,10 +67,16 @@ def embedder_backend(settings: Settings) -> EmbedderBackend:
     cfg = settings.embedder
     if cfg.backend != "auto":
         return cfg.backend
-    gpu = cfg.device.startswith("cuda") or (cfg.device == "auto" and _nvidia_present())
-    if gpu or importlib.util.find_spec("onnxruntime") is None:
+    if gpu_present(settings) or importlib.util.find_spec("onnxruntime") is None:
         return "torch"
     return "onnx-int8"
+
+
+def gpu_present(settings: Settings) -> bool:
+    """Whether the embedder may run on a GPU: ``embedder.device`` cuda, or auto with an
+    NVIDIA device present (read from the device nodes, without importing torch)."""
+    device = settings.embedder.device
+    return device.startswith("cuda") or (device == "auto" and _nvidia_present())
 
 
 def _nvidia_present() -> bool:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from functools import partial
+
 from fastapi import APIRouter
 
-from braid.api.deps import JSON_BODY, READ, CheckedEmbed, EngineDep, MetricsDep
+from braid.api.deps import JSON_BODY, READ, CheckedEmbed, EngineDep, MetricsDep, ReadyDep
 from braid.api.errors import error_responses
+from braid.api.metrics import Metrics
 from braid.api.routing import JsonRoute
-from braid.api.schemas import EmbedResponse, ModelOut
+from braid.api.schemas import EmbedRequest, EmbedResponse, ModelOut
+from braid.engine.factory import Engine
 
 router = APIRouter(prefix="/v1", tags=["embed"], route_class=JsonRoute)
 
@@ -19,7 +24,9 @@ router = APIRouter(prefix="/v1", tags=["embed"], route_class=JsonRoute)
     responses=error_responses(400, 401, 413, 415, 422, 503),
     summary="Embed texts",
 )
-def embed(body: CheckedEmbed, engine: EngineDep, metrics: MetricsDep) -> EmbedResponse:
+async def embed(
+    body: CheckedEmbed, engine: EngineDep, metrics: MetricsDep, runtime: ReadyDep
+) -> EmbedResponse:
     """L2-normalised embeddings of up to `api.max_embed_texts` texts in one request.
 
     `kind` picks the query or the passage prefix (for models that use them). Texts longer
@@ -27,6 +34,12 @@ def embed(body: CheckedEmbed, engine: EngineDep, metrics: MetricsDep) -> EmbedRe
     so a client that must not lose text can chunk it first. Vectors are comparable with the
     index's (same model; see `model.version`).
     """
+    # On the search threads: encoding takes a core, as a search does.
+    run = partial(_embed, body, engine, metrics)
+    return await asyncio.get_running_loop().run_in_executor(runtime.search_pool, run)
+
+
+def _embed(body: EmbedRequest, engine: Engine, metrics: Metrics) -> EmbedResponse:
     embedder = engine.embedder
     if body.kind == "query":
         vectors = embedder.encode_queries(body.texts)

@@ -480,7 +480,15 @@ def test_settings_pass_spin_wait_and_a_server_turns_auto_off(
     built = build_embedder(Settings(embedder={"backend": "onnx", "spin_wait": False}))
     options = built._session.get_session_options()  # type: ignore[attr-defined]  # noqa: SLF001
     assert options.get_session_config_entry(SPIN_WAIT_ENTRY) == "0"
-    # A server's settings: auto means off; an explicit choice stands.
-    assert Runtime(Settings()).settings.embedder.spin_wait is False
+    # A server's settings: auto means off, and one intra-op thread per search thread; an
+    # explicit choice stands.
+    served = Runtime(Settings()).settings.embedder
+    assert (served.spin_wait, served.cpu_threads) == (False, 1)
     monkeypatch.setenv("BRAID_EMBEDDER__SPIN_WAIT", "true")
-    assert Runtime(Settings()).settings.embedder.spin_wait is True
+    monkeypatch.setenv("BRAID_EMBEDDER__CPU_THREADS", "2")
+    served = Runtime(Settings()).settings.embedder
+    assert (served.spin_wait, served.cpu_threads) == (True, 2)
+    # torch keeps its threads (a torch encoder or reranker uses every core it is given).
+    monkeypatch.delenv("BRAID_EMBEDDER__CPU_THREADS")
+    monkeypatch.setenv("BRAID_EMBEDDER__BACKEND", "torch")
+    assert Runtime(Settings()).settings.embedder.cpu_threads is None
