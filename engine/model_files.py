@@ -7,6 +7,7 @@ without importing the framework the torch embedder needs.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from braid.engine.models import DEFAULT_MODEL
@@ -35,13 +36,45 @@ def model_id_for(name_or_path: str) -> str:
 
 
 def weights_version(model_dir: Path) -> str | None:
-    """First 12 hex digits of the SHA-256 of the weight file, or ``None`` if none is found."""
-    for name in WEIGHT_FILES:
-        weights = model_dir / name
+    """First 12 hex digits of the SHA-256 of the weight file, or ``None`` if none is found.
+
+    A model whose later modules carry weights of their own (a ``Dense`` projection, as
+    ``braid train pca`` adds) hashes those too, after the main file's digest, so that it is
+    not taken for the model it was made from; a model without such modules keeps the hash
+    of its one weight file (the version existing indexes recorded).
+    """
+    main = _file_digest(model_dir, WEIGHT_FILES)
+    if main is None:
+        return None
+    modules = [d for d in _module_dirs(model_dir) if d != model_dir]
+    extra = [(d.name, found) for d in modules if (found := _file_digest(d, WEIGHT_FILES))]
+    if not extra:
+        return main[:12]
+    combined = hashlib.sha256(main.encode())
+    for name, digest in extra:
+        combined.update(f"\n{name}:{digest}".encode())
+    return combined.hexdigest()[:12]
+
+
+def _file_digest(folder: Path, names: tuple[str, ...]) -> str | None:
+    for name in names:
+        weights = folder / name
         if weights.is_file():
             digest = hashlib.sha256()
             with weights.open("rb") as handle:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
-            return digest.hexdigest()[:12]
+            return digest.hexdigest()
     return None
+
+
+def _module_dirs(model_dir: Path) -> list[Path]:
+    """The folders ``modules.json`` lists, in its order (none without the file)."""
+    listing = model_dir / "modules.json"
+    if not listing.is_file():
+        return []
+    try:
+        modules = json.loads(listing.read_text())
+    except ValueError:
+        return []
+    return [model_dir / str(m.get("path", "")) for m in modules if isinstance(m, dict)]

@@ -12,8 +12,9 @@ Everything around the graph is the sentence-transformers model's own, read from 
 the fast tokenizer (``tokenizer.json``), ``max_seq_length`` and ``do_lower_case``
 (``sentence_bert_config.json``), the pooling (``modules.json`` and the Pooling module's
 config: mean, cls, max or mean_sqrt_len_tokens), then L2 normalisation, and the configured
-query/passage prefixes. A model with any other module (a Dense head, ...) is refused with a
-``ConfigError``: use ``embedder.backend = "torch"`` for it.
+query/passage prefixes. Linear ``Dense`` modules after the pooling (identity activation: what
+``braid train pca`` adds) run in numpy; a model with any other module (a Dense head with an
+activation, ...) is refused with a ``ConfigError``: use ``embedder.backend = "torch"`` for it.
 
 ``info`` is the torch embedder's for the same model: the same ``model_id``, ``version`` (the
 hash of the weight file) and ``dim``. The dense store's model lock compares those and not the
@@ -65,6 +66,28 @@ _LEGACY_POOLING = {
 _EXPORT_LOCK = threading.Lock()
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class LinearProjection:
+    """A sentence-transformers ``Dense`` module with the identity activation: ``x W^T + b``.
+
+    ``braid train pca`` writes one (the principal axes, no bias); it runs in numpy after the
+    pooling, as the module runs in torch.
+    """
+
+    weight: npt.NDArray[np.float32]  # (out_features, in_features)
+    bias: npt.NDArray[np.float32] | None
+
+    @property
+    def out_features(self) -> int:
+        return int(self.weight.shape[0])
+
+    def __call__(self, vectors: Vectors) -> Vectors:
+        out = vectors @ self.weight.T
+        if self.bias is not None:
+            out = out + self.bias
+        return np.asarray(out, dtype=np.float32)
+
+
 @dataclass(frozen=True, slots=True)
 class ModelLayout:
     """What the ONNX backend reads from a sentence-transformers folder.
@@ -74,12 +97,14 @@ class ModelLayout:
         pooling: one of ``POOLING_MODES``.
         max_seq_length: the model's token limit (sentence-transformers' rule).
         do_lower_case: lower-case the input before tokenising.
+        projections: linear ``Dense`` modules after the pooling, in order.
     """
 
     transformer_dir: Path
     pooling: str
     max_seq_length: int
     do_lower_case: bool
+    projections: tuple[LinearProjection, ...] = ()
 
 
 def read_layout(folder: Path) -> ModelLayout:
@@ -95,15 +120,17 @@ def read_layout(folder: Path) -> ModelLayout:
     modules_file = folder / "modules.json"
     transformer_dir = folder
     pooling = "mean"
+    projections: list[LinearProjection] = []
     if modules_file.is_file():
         modules = json.loads(modules_file.read_text())
         kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
-        if kinds[:1] != ["Transformer"] or any(
-            k not in ("Pooling", "Normalize") for k in kinds[1:]
-        ):
+        # Transformer, Pooling, linear Dense modules, Normalize: in that order.
+        order = {"Pooling": 1, "Dense": 2, "Normalize": 3}
+        ranks = [order.get(k, 0) for k in kinds[1:]]
+        if kinds[:1] != ["Transformer"] or 0 in ranks or ranks != sorted(ranks):
             raise ConfigError(
-                f"the ONNX embedder runs Transformer + Pooling (+ Normalize) models; "
-                f"{folder} has {kinds}: use embedder.backend=torch"
+                f"the ONNX embedder runs Transformer + Pooling (+ linear Dense) (+ Normalize) "
+                f"models; {folder} has {kinds}: use embedder.backend=torch"
             )
         transformer_dir = folder / str(modules[0].get("path", ""))
         pools = [m for m, k in zip(modules, kinds, strict=True) if k == "Pooling"]
@@ -111,13 +138,44 @@ def read_layout(folder: Path) -> ModelLayout:
             raise ConfigError(f"{folder} has {len(pools)} pooling modules; expected one")
         if pools:
             pooling = _pooling_mode(folder / str(pools[0].get("path", "")) / "config.json")
+        projections = [
+            _linear_projection(folder / str(m.get("path", "")))
+            for m, k in zip(modules, kinds, strict=True)
+            if k == "Dense"
+        ]
     sbert = _read_json(transformer_dir / "sentence_bert_config.json")
     return ModelLayout(
         transformer_dir=transformer_dir,
         pooling=pooling,
         max_seq_length=_model_limit(transformer_dir, sbert.get("max_seq_length")),
         do_lower_case=bool(sbert.get("do_lower_case", False)),
+        projections=tuple(projections),
     )
+
+
+IDENTITY_ACTIVATIONS = ("torch.nn.modules.linear.Identity", "torch.nn.Identity")
+
+
+def _linear_projection(module_dir: Path) -> LinearProjection:
+    """A ``Dense`` module's weights, when its activation is the identity (else refused)."""
+    config = _read_json(module_dir / "config.json")
+    activation = config.get("activation_function")
+    weights_file = module_dir / "model.safetensors"
+    if activation not in IDENTITY_ACTIVATIONS or not weights_file.is_file():
+        raise ConfigError(
+            f"the ONNX embedder runs Dense modules with the identity activation saved as "
+            f"model.safetensors; {module_dir} has {activation or 'no config'}: use "
+            "embedder.backend=torch"
+        )
+    from safetensors.numpy import load_file
+
+    tensors = load_file(str(weights_file))
+    weight = np.asarray(tensors["linear.weight"], dtype=np.float32)
+    bias = tensors.get("linear.bias")
+    expected = (config.get("out_features"), config.get("in_features"))
+    if weight.ndim != 2 or tuple(weight.shape) != expected:
+        raise ConfigError(f"{module_dir}: weight of shape {weight.shape}, config says {expected}")
+    return LinearProjection(weight, None if bias is None else np.asarray(bias, np.float32))
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -342,7 +400,11 @@ class OnnxEmbedder:
         self._tokenizer = _load_tokenizer(layout, truncate_to=self._max_seq_length)
         self._counter = _load_tokenizer(layout, truncate_to=None)
         model_id = model_id_for(name_or_path)
-        dim = _hidden_size(layout.transformer_dir)
+        dim = (
+            layout.projections[-1].out_features
+            if layout.projections
+            else _hidden_size(layout.transformer_dir)
+        )
         version = _version(path, name_or_path)
         self._info = ModelInfo(model_id=model_id, version=version, dim=dim)
         self._file = export_embedder_onnx(
@@ -479,7 +541,10 @@ class OnnxEmbedder:
         }
         feeds = {name: value for name, value in columns.items() if name in self._inputs}
         hidden = np.asarray(session.run([OUTPUT], feeds)[0], dtype=np.float32)
-        return _normalise(pool(hidden, mask, self._layout.pooling))
+        pooled = pool(hidden, mask, self._layout.pooling)
+        for projection in self._layout.projections:
+            pooled = projection(pooled)
+        return _normalise(pooled)
 
 
 @dataclass(frozen=True, slots=True)

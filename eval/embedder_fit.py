@@ -53,6 +53,9 @@ class EmbedderTrainConfig:
     loss: LossName = "mnrl"
     mini_batch: int = 32  # cached-mnrl: texts per forward pass
     matryoshka: tuple[int, ...] = ()
+    # Each dimension's share of the Matryoshka loss (empty: equal shares, as
+    # sentence-transformers' default); more on a small dimension keeps it closer to the full.
+    matryoshka_weights: tuple[float, ...] = ()
     negatives: int = 1
     negative_margin: float | None = None  # the false-negative guard, off by default
     mining_depth: int = 20
@@ -93,7 +96,14 @@ def build_loss(model: SentenceTransformer, config: EmbedderTrainConfig) -> torch
         raise InvalidRequestError(
             f"--matryoshka dimensions must lie in 1..{dim} (the model's dimension)"
         )
-    return losses.MatryoshkaLoss(model, loss, list(config.matryoshka))
+    weights = list(config.matryoshka_weights) or None
+    if weights is not None and (
+        len(weights) != len(config.matryoshka) or any(w <= 0 for w in weights)
+    ):
+        raise InvalidRequestError(
+            "--matryoshka-weights takes one positive weight per --matryoshka dimension"
+        )
+    return losses.MatryoshkaLoss(model, loss, list(config.matryoshka), weights)
 
 
 def loss_description(config: EmbedderTrainConfig) -> dict[str, object]:
@@ -102,6 +112,7 @@ def loss_description(config: EmbedderTrainConfig) -> dict[str, object]:
         "class": LOSS_CLASSES[config.loss],
         "mini_batch": config.mini_batch if config.loss == "cached-mnrl" else None,
         "matryoshka_dims": list(config.matryoshka) or None,
+        "matryoshka_weights": list(config.matryoshka_weights) or None,
     }
 
 

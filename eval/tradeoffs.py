@@ -1,5 +1,6 @@
 """``braid eval tradeoffs``: what truncating the embedding (Matryoshka) and quantizing it cost in
-quality, and what they save in memory and latency, in one table.
+quality, and what they save in memory and latency, in one table; with ``--pca``, also the same
+cuts made after rotating the vectors onto the corpus's principal axes (``engine/rotation.py``).
 
 The corpus's chunk vectors are read back once, at full dimension, from the collection's
 evaluation index (``eval.indexes``; built as ``braid eval run`` builds it when missing), and the
@@ -61,6 +62,7 @@ from braid.engine.payload import chunk_from_payload
 from braid.engine.protocols import DenseStore, Embedder, Vectors
 from braid.engine.qdrant.edge import EdgeCollection, EdgeQuantization
 from braid.engine.qdrant.points import DenseLayout
+from braid.engine.rotation import principal_axes, rotate
 from braid.engine.searcher import HybridSearcher
 from braid.eval.caching import CachingEmbedder
 from braid.eval.datasets import Dataset
@@ -73,6 +75,7 @@ from braid.eval.runs import DEFAULT_DEPTH, Run, RunParams, run_tag, search_once
 from braid.eval.stats import Comparison, compare, with_holm
 
 Quantization = Literal["none", "int8", "binary"]
+Rotation = Literal["none", "pca"]
 QUANTIZATION_NAMES: tuple[str, ...] = get_args(Quantization)
 DEFAULT_DIMS = (384, 256, 128, 64)
 DEFAULT_SEARCH_THREADS = 1
@@ -106,21 +109,27 @@ def vector_bytes(dim: int, quantization: Quantization) -> int:
 
 @dataclass(frozen=True)
 class TradeoffConfig:
-    """One row of the table: a dimension and how its vectors are stored."""
+    """One row of the table: a dimension, how the vectors are cut to it and stored.
+
+    ``rotation`` ``pca`` rotates the vectors onto the corpus's principal axes before the cut
+    (``engine/rotation.py``); ``none`` cuts them as the model made them.
+    """
 
     dim: int
     quantization: Quantization = "none"
+    rotation: Rotation = "none"
 
     @property
     def name(self) -> str:
-        return f"{self.dim} {'float32' if self.quantization == 'none' else self.quantization}"
+        form = "float32" if self.quantization == "none" else self.quantization
+        return f"{self.dim} {form}{' pca' if self.rotation == 'pca' else ''}"
 
     @property
     def bytes_per_vector(self) -> int:
         return vector_bytes(self.dim, self.quantization)
 
     def as_dict(self) -> dict[str, object]:
-        return {"dim": self.dim, "quantization": self.quantization}
+        return {"dim": self.dim, "quantization": self.quantization, "rotation": self.rotation}
 
 
 def parse_dims(text: str) -> list[int]:
@@ -144,9 +153,11 @@ def parse_dims(text: str) -> list[int]:
 
 
 def plan_configs(
-    dims: Sequence[int] | None, model_dim: int, *, binary: bool = False
+    dims: Sequence[int] | None, model_dim: int, *, binary: bool = False, pca: bool = False
 ) -> list[TradeoffConfig]:
-    """The rows: every dimension (the full one first: the baseline) x float32, int8 (, binary).
+    """The rows: every dimension (the full one first: the baseline) x float32, int8 (, binary),
+    and with ``pca`` the same cut after the principal-axes rotation, below the full dimension
+    (where a rotation changes no cosine).
 
     Without ``dims``, ``DEFAULT_DIMS`` up to the model's dimension.
 
@@ -167,9 +178,12 @@ def plan_configs(
     forms: list[Quantization] = ["none", "int8"]
     if binary:
         forms.append("binary")
+    rotations: list[Rotation] = ["none", "pca"] if pca else ["none"]
     return [
-        TradeoffConfig(dim, form)
+        TradeoffConfig(dim, form, rotation)
         for dim in sorted({*chosen, model_dim}, reverse=True)
+        for rotation in rotations
+        if rotation == "none" or dim < model_dim
         for form in forms
     ]
 
@@ -191,11 +205,16 @@ def truncate(vectors: np.ndarray, dim: int) -> Vectors:
 
 
 class TruncatedEmbedder:
-    """An ``Embedder`` whose vectors are another's cut to ``dim`` and re-normalised."""
+    """An ``Embedder`` whose vectors are another's (rotated onto ``axes`` when given) cut to
+    ``dim`` and re-normalised."""
 
-    def __init__(self, inner: Embedder, dim: int) -> None:
+    def __init__(self, inner: Embedder, dim: int, axes: np.ndarray | None = None) -> None:
         self._inner = inner
         self._dim = dim
+        self._axes = axes
+
+    def _cut(self, vectors: np.ndarray) -> Vectors:
+        return truncate(vectors if self._axes is None else rotate(vectors, self._axes), self._dim)
 
     @property
     def info(self) -> ModelInfo:
@@ -211,10 +230,10 @@ class TruncatedEmbedder:
         return self._inner.passage_prefix
 
     def encode_queries(self, texts: Sequence[str]) -> Vectors:
-        return truncate(self._inner.encode_queries(texts), self._dim)
+        return self._cut(self._inner.encode_queries(texts))
 
     def encode_passages(self, texts: Sequence[str], batch_size: int | None = None) -> Vectors:
-        return truncate(self._inner.encode_passages(texts, batch_size=batch_size), self._dim)
+        return self._cut(self._inner.encode_passages(texts, batch_size=batch_size))
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self._inner.count_tokens(texts)
@@ -288,9 +307,11 @@ def open_trial(
     base: HybridSearcher,
     queries: Embedder,
     search_threads: int,
+    axes: np.ndarray | None = None,
 ) -> Iterator[Trial]:
     """A new shard at ``path`` holding ``corpus`` cut to ``config``, indexed (and quantized),
-    with a searcher beside the index's BM25; closed on exit.
+    with a searcher beside the index's BM25; closed on exit. ``axes``: the principal axes a
+    ``pca`` row rotates onto (required for one).
 
     Raises:
         BackendUnavailableError: Qdrant Edge built no indexed (or no quantized) segment.
@@ -306,8 +327,12 @@ def open_trial(
     )
     store = CollectionDenseStore(collection, ModelInfo(model.model_id, model.version, config.dim))
     searcher: HybridSearcher | None = None
+    rotation = axes if config.rotation == "pca" else None
+    if config.rotation == "pca" and rotation is None:
+        raise ValueError("a pca row needs the principal axes")
     try:
-        vectors = truncate(corpus.vectors, config.dim)
+        source = corpus.vectors if rotation is None else rotate(corpus.vectors, rotation)
+        vectors = truncate(source, config.dim)
         for start in range(0, len(corpus.chunks), UPSERT_BATCH):
             end = start + UPSERT_BATCH
             store.upsert(corpus.chunks[start:end], vectors[start:end])
@@ -327,7 +352,11 @@ def open_trial(
                 f"Qdrant Edge built no quantized vectors for the {config.name} shard"
             )
         searcher = HybridSearcher(
-            TruncatedEmbedder(queries, config.dim), store, base.sparse, None, base.defaults
+            TruncatedEmbedder(queries, config.dim, rotation),
+            store,
+            base.sparse,
+            None,
+            base.defaults,
         )
         yield Trial(config, path, searcher, disk)
     finally:
@@ -524,6 +553,7 @@ def measure_tradeoffs(
     *,
     dims: Sequence[int] | None = None,
     binary: bool = False,
+    pca: bool = False,
     hybrid: bool = True,
     model: str | None = None,
     depth: int = DEFAULT_DEPTH,
@@ -540,6 +570,7 @@ def measure_tradeoffs(
         dims: dimensions to cut to (default ``DEFAULT_DIMS`` up to the model's); the model's
             own dimension is always measured, as the baseline.
         binary: add Qdrant's binary quantization to float32 and int8.
+        pca: add rows cut after a rotation onto the corpus vectors' principal axes.
         hybrid: also run hybrid (the index's BM25 with each truncated dense store).
         model: the embedding model (name or folder) instead of the configured one; its index
             is ``model_index_dir``'s unless ``index_dir`` is given.
@@ -556,10 +587,11 @@ def measure_tradeoffs(
     try:
         engine = index.workspace.engine
         info = engine.embedder.info
-        configs = plan_configs(dims, info.dim, binary=binary)
+        configs = plan_configs(dims, info.dim, binary=binary, pca=pca)
         with progress("read vectors") as tick:
             corpus = read_vectors(engine.dense)
             tick(1, 1)
+        axes = principal_axes(corpus.vectors) if pca else None
         query_vectors = CachingEmbedder(engine.embedder)
         with progress("encode queries") as tick:
             total = len(data.queries)
@@ -574,10 +606,11 @@ def measure_tradeoffs(
                     trial = open_trial(
                         config,
                         corpus,
-                        work / f"{config.dim}-{config.quantization}",
+                        work / f"{config.dim}-{config.quantization}-{config.rotation}",
                         engine.searcher,
                         query_vectors,
                         search_threads,
+                        axes,
                     )
                     trials.append(stack.enter_context(trial))
                     tick(i, len(configs))
@@ -611,7 +644,7 @@ def measure_tradeoffs(
             search_threads=search_threads,
             params=RunParams(mode="dense", depth=depth).resolve(engine.searcher).as_dict(),
             shard=recorded,
-            notes=notes(dims, info.dim, hybrid, search_threads, engine.searcher),
+            notes=notes(dims, info.dim, hybrid, search_threads, engine.searcher, pca),
         )
     finally:
         index.close()
@@ -716,6 +749,7 @@ def notes(
     hybrid: bool,
     search_threads: int,
     searcher: HybridSearcher,
+    pca: bool = False,
 ) -> list[str]:
     """What a reader of the table needs to know about how it was measured."""
     out = [
@@ -730,6 +764,11 @@ def notes(
         "p: paired randomisation test of nDCG@10 against the first row; Holm over the rows; "
         "* = p_Holm < 0.05",
     ]
+    if pca:
+        out.append(
+            "pca: the vectors (and each query) rotated onto the principal axes of the index's "
+            "own vectors before the cut (label-free; no cosine changes at the full dimension)"
+        )
     if dims is not None and model_dim not in dims:
         out.append(f"the full dimension {model_dim} was added as the baseline")
     if dims is None and any(d > model_dim for d in DEFAULT_DIMS):

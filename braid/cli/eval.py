@@ -406,6 +406,14 @@ def tradeoffs_command(
     binary: Annotated[
         bool, typer.Option("--binary", help="also Qdrant's binary quantization")
     ] = False,
+    pca: Annotated[
+        bool,
+        typer.Option(
+            "--pca",
+            help="also each cut after rotating the vectors onto the corpus's principal axes "
+            "(label-free; what `braid train pca` deploys)",
+        ),
+    ] = False,
     hybrid: Annotated[
         bool, typer.Option(help="also hybrid: the index's BM25 with each truncated store")
     ] = True,
@@ -426,7 +434,8 @@ def tradeoffs_command(
     as_json: JsonOption = False,
 ) -> None:
     """Matryoshka and quantization trade-offs: nDCG@10, memory and search latency per
-    truncated dimension x float32 / int8 (/ binary), with paired tests against full float32."""
+    truncated dimension x float32 / int8 (/ binary) (/ PCA-rotated), with paired tests
+    against full float32."""
     from braid.engine.errors import InvalidRequestError
     from braid.eval.evaluation import limit_queries
     from braid.eval.tradeoffs import measure_tradeoffs, parse_dims
@@ -442,6 +451,7 @@ def tradeoffs_command(
             settings,
             dims=wanted,
             binary=binary,
+            pca=pca,
             hybrid=hybrid,
             model=model,
             depth=depth,

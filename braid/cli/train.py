@@ -1,5 +1,6 @@
 """``braid train reranker``: fine-tune a CrossEncoder on our own hard negatives, gate it on dev.
 ``braid train embedder``: fine-tune the embedding model on the corpus, gate it on dev.
+``braid train pca``: a smaller embedding model from the index's own vectors (no training).
 
 Thin wrappers over ``braid.eval.finetune`` and ``braid.eval.embedder_training``; torch and the
 models load inside the commands.
@@ -19,6 +20,7 @@ from braid.cli.common import (
     console,
     emit_json,
     exit_on_error,
+    fail,
     load_settings,
     out,
     require_index,
@@ -140,6 +142,24 @@ def parse_dims(text: str | None) -> tuple[int, ...]:
     return dims
 
 
+def parse_weights(text: str | None, dims: int) -> tuple[float, ...]:
+    """``--matryoshka-weights 1,1,2,1``: one positive number per dimension (exit 2 otherwise)."""
+    if not text:
+        return ()
+    try:
+        weights = tuple(float(part) for part in text.split(","))
+    except ValueError as exc:
+        raise typer.BadParameter(
+            "a comma-separated list of numbers", param_hint="--matryoshka-weights"
+        ) from exc
+    if len(weights) != dims or any(not w > 0 for w in weights):
+        raise typer.BadParameter(
+            f"one positive weight per --matryoshka dimension ({dims} given)",
+            param_hint="--matryoshka-weights",
+        )
+    return weights
+
+
 @train_app.command("embedder")
 def train_embedder_command(
     dataset: Annotated[
@@ -174,6 +194,12 @@ def train_embedder_command(
     ] = 32,
     matryoshka: Annotated[
         str | None, typer.Option(help="train these dimensions too, e.g. 384,256,128,64")
+    ] = None,
+    matryoshka_weights: Annotated[
+        str | None,
+        typer.Option(
+            help="each --matryoshka dimension's weight in the loss, e.g. 1,1,2,1 (default: equal)"
+        ),
     ] = None,
     epochs: Annotated[float, typer.Option(min=0.01)] = 1.0,
     batch_size: Annotated[int, typer.Option(min=2, help="pairs per step")] = 32,
@@ -211,6 +237,7 @@ def train_embedder_command(
     if loss not in LOSSES:
         raise typer.BadParameter(f"one of {', '.join(LOSSES)}", param_hint="--loss")
     dims = parse_dims(matryoshka)
+    dim_weights = parse_weights(matryoshka_weights, len(dims))
     settings = load_settings(data_dir)
     folder, labelled = None, None
     if dataset is not None:
@@ -235,6 +262,7 @@ def train_embedder_command(
         loss="cached-mnrl" if loss == "cached-mnrl" else "mnrl",
         mini_batch=mini_batch,
         matryoshka=dims,
+        matryoshka_weights=dim_weights,
         negatives=negatives,
         negative_margin=negative_margin,
         max_pairs=max_pairs,
@@ -293,4 +321,47 @@ def print_embedder_training(record: EmbedderTrainingRecord) -> None:
         out.print(f"[{colour}]{gate.verdict}[/]: {gate.reason}")
     out.print("next:")
     for step in record.next_steps():
+        out.print(f"  {step}", highlight=False)
+
+
+@train_app.command("pca")
+def train_pca_command(
+    dims: Annotated[int, typer.Option("--dims", min=1, help="dimensions to keep, e.g. 128")],
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="model folder (default <data-dir>/models/<base>-pca<dims>-<time>)"
+        ),
+    ] = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A smaller embedding model: the index's vectors rotated onto their principal axes and cut
+    to --dims, as a linear layer of the model (label-free, no training; measure it first with
+    `braid eval tradeoffs --pca`)."""
+    from braid.engine.errors import BraidError, InvalidRequestError
+    from braid.eval.pca_model import fit_pca_model
+
+    settings = load_settings(data_dir)
+    require_index(settings)
+    try:
+        record = fit_pca_model(settings, dims, out_dir)
+    except InvalidRequestError as exc:  # --dims out of range, --out taken
+        raise fail(str(exc), ExitCode.USAGE) from exc
+    except BraidError as exc:
+        raise fail(str(exc)) from exc
+    next_steps = [
+        f"braid reindex --model {record.out}",
+        "braid collections   # then braid promote <the new collection>",
+    ]
+    if as_json:
+        emit_json(record.as_dict() | {"next_steps": next_steps})
+        return
+    out.print(f"model: {record.out} ({record.dims} of {record.base['dim']} dimensions)")
+    out.print(
+        f"fitted on {record.vectors} vectors of {record.base['id']} "
+        f"({record.base['version']}): {record.variance_kept:.1%} of their variance kept"
+    )
+    out.print("next:")
+    for step in next_steps:
         out.print(f"  {step}", highlight=False)

@@ -323,6 +323,25 @@ TABLE: dict[str, Row] = {
             ),
         ),
     ),
+    "train pca": Row(
+        fill=("--dims", "8"),
+        reads_index=True,
+        cases=(
+            _case("--dims 0", "--dims 0 --data-dir {missing}", USAGE, "Invalid value for '--dims'"),
+            _case(
+                "as many dimensions as the model",
+                "--dims 384 --data-dir {index}",
+                USAGE,
+                "--dims must lie in 1..383 (the index's model has 384)",
+            ),
+            _case(
+                "an --out that exists",
+                "--dims 8 --out {file} --data-dir {index}",
+                USAGE,
+                "{file} exists: give a new --out",
+            ),
+        ),
+    ),
     "bench query": Row(
         cases=(
             _case(

@@ -258,6 +258,27 @@ def test_losses_are_sentence_transformers_own() -> None:
     assert isinstance(wrapped.loss, losses.MultipleNegativesRankingLoss)
     with pytest.raises(InvalidRequestError, match="1..384"):
         build_loss(model, small_config(matryoshka=(512,)))
+    # Weights stay with their dimension when the loss sorts the dimensions.
+    weighted = build_loss(model, small_config(matryoshka=(128, 384), matryoshka_weights=(2, 1)))
+    assert isinstance(weighted, losses.MatryoshkaLoss)
+    assert (weighted.matryoshka_dims, weighted.matryoshka_weights) == ((384, 128), (1, 2))
+    for bad in [(1.0,), (1.0, 0.0)]:
+        with pytest.raises(InvalidRequestError, match="one positive weight per"):
+            build_loss(model, small_config(matryoshka=(128, 384), matryoshka_weights=bad))
+
+
+def test_matryoshka_weights_option_is_checked_before_anything_loads() -> None:
+    from typer.testing import CliRunner
+
+    from braid.cli.app import app
+
+    for weights, expected in [("1,x", "numbers"), ("1", "one positive weight"), ("1,-1", "one")]:
+        result = CliRunner().invoke(
+            app,
+            ["train", "embedder", "--matryoshka", "384,128", "--matryoshka-weights", weights],
+        )
+        assert result.exit_code == 2, result.output
+        assert expected in result.output
 
 
 def _pairs() -> list[TrainPair]:

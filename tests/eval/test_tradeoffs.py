@@ -129,7 +129,11 @@ def traded(roots: tuple[Path, Path], evaluated: dict[str, Any]) -> dict[str, Any
 
 
 def row(traded: dict[str, Any], dim: int, quantization: str) -> dict[str, Any]:
-    found = [r for r in traded["rows"] if (r["dim"], r["quantization"]) == (dim, quantization)]
+    found = [
+        r
+        for r in traded["rows"]
+        if (r["dim"], r["quantization"], r["rotation"]) == (dim, quantization, "none")
+    ]
     assert len(found) == 1
     return found[0]
 
@@ -220,6 +224,69 @@ def test_byte_layout_and_plan() -> None:
         "128 float32",
         "128 int8",
     ]
+    # pca rows below the full dimension only: there a rotation changes no cosine
+    assert [c.name for c in plan_configs([128], 384, pca=True)][2:] == [
+        "128 float32",
+        "128 int8",
+        "128 float32 pca",
+        "128 int8 pca",
+    ]
+
+
+@pytest.fixture(scope="module")
+def rotated(roots: tuple[Path, Path], evaluated: dict[str, Any]) -> dict[str, Any]:
+    del evaluated
+    return document(call(roots, "tradeoffs", "mini", "--dims", "384,16", "--pca", "--json"))
+
+
+def test_pca_rows_cut_after_the_rotation_and_keep_more(rotated: dict[str, Any]) -> None:
+    rows = [(r["dim"], r["quantization"], r["rotation"]) for r in rotated["rows"]]
+    assert rows == [
+        (384, "none", "none"),
+        (384, "int8", "none"),
+        (16, "none", "none"),
+        (16, "int8", "none"),
+        (16, "none", "pca"),
+        (16, "int8", "pca"),
+    ]
+    by_name = {r["name"]: r for r in rotated["rows"]}
+    full = by_name["384 float32"]["metrics"]["ndcg@10"]
+    plain = by_name["16 float32"]["metrics"]["ndcg@10"]
+    pca = by_name["16 float32 pca"]["metrics"]["ndcg@10"]
+    # 16 principal axes of ~20 chunk vectors hold nearly all they vary by: far above the
+    # plain cut, and tested against the full dimension like every other row.
+    assert plain < pca and full - pca < full - plain
+    assert by_name["16 float32 pca"]["significance"]["baseline"] == "384 float32"
+    assert any(note.startswith("pca:") for note in rotated["notes"])
+
+
+def test_principal_axes_by_hand_and_against_numpy() -> None:
+    from braid.engine.rotation import principal_axes, rotate
+
+    # Points along y = 2x, pushed across the line by offsets uncorrelated with their place
+    # on it: the first axis is (1, 2)/sqrt(5), the second (2, -1)/sqrt(5), signed positive.
+    across = np.array([1.0, -1.0, 0.0, -1.0, 1.0])[:, None] * np.array([[0.02, -0.01]])
+    line = np.array([[t, 2 * t] for t in (-2.0, -1.0, 0.0, 1.0, 2.0)]) + across
+    axes = principal_axes(line)
+    assert axes[:, 0].tolist() == pytest.approx([1 / 5**0.5, 2 / 5**0.5], abs=1e-6)
+    assert axes[:, 1].tolist() == pytest.approx([2 / 5**0.5, -1 / 5**0.5], abs=1e-6)
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(200, 8)) * np.arange(8, 0, -1)  # variance falls by axis
+    axes = principal_axes(vectors)
+    assert axes.T @ axes == pytest.approx(np.eye(8), abs=1e-5)  # orthogonal
+    # The same axes as numpy's eigen-decomposition of the covariance, up to each sign.
+    values, vecs = np.linalg.eigh(np.cov(vectors, rowvar=False))
+    expected = vecs[:, np.argsort(values)[::-1]]
+    assert np.abs(axes.T @ expected) == pytest.approx(np.eye(8), abs=1e-4)
+    # A rotation changes no cosine; the same vectors give the same matrix.
+    a, b = rotate(vectors[:2], axes)
+    cosine = float(
+        vectors[0] @ vectors[1] / np.linalg.norm(vectors[0]) / np.linalg.norm(vectors[1])
+    )
+    assert float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) == pytest.approx(cosine, abs=1e-5)
+    assert np.array_equal(principal_axes(vectors), axes)
+    with pytest.raises(ValueError, match="at least two"):
+        principal_axes(vectors[:1])
 
 
 def test_bad_input_exits_2(roots: tuple[Path, Path], evaluated: dict[str, Any]) -> None:
