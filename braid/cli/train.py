@@ -8,8 +8,9 @@ models load inside the commands.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from braid.eval.embedder_training import EmbedderTrainingRecord
     from braid.eval.finetune import TrainingRecord
 
+T = TypeVar("T")
 train_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 
 
@@ -127,16 +129,18 @@ def print_training(record: TrainingRecord) -> None:
 LOSSES = ("mnrl", "cached-mnrl")
 
 
+def _numbers(text: str, convert: Callable[[str], T], what: str, hint: str) -> tuple[T, ...]:
+    try:
+        return tuple(convert(part) for part in text.split(","))
+    except ValueError as exc:
+        raise typer.BadParameter(f"a comma-separated list of {what}", param_hint=hint) from exc
+
+
 def parse_dims(text: str | None) -> tuple[int, ...]:
     """``--matryoshka 384,256,128,64`` as a tuple of positive ints (exit 2 otherwise)."""
     if not text:
         return ()
-    try:
-        dims = tuple(int(part) for part in text.split(","))
-    except ValueError as exc:
-        raise typer.BadParameter(
-            "a comma-separated list of integers", param_hint="--matryoshka"
-        ) from exc
+    dims = _numbers(text, int, "integers", "--matryoshka")
     if any(d <= 0 for d in dims):
         raise typer.BadParameter("dimensions must be positive", param_hint="--matryoshka")
     return dims
@@ -146,12 +150,7 @@ def parse_weights(text: str | None, dims: int) -> tuple[float, ...]:
     """``--matryoshka-weights 1,1,2,1``: one positive number per dimension (exit 2 otherwise)."""
     if not text:
         return ()
-    try:
-        weights = tuple(float(part) for part in text.split(","))
-    except ValueError as exc:
-        raise typer.BadParameter(
-            "a comma-separated list of numbers", param_hint="--matryoshka-weights"
-        ) from exc
+    weights = _numbers(text, float, "numbers", "--matryoshka-weights")
     if len(weights) != dims or any(not w > 0 for w in weights):
         raise typer.BadParameter(
             f"one positive weight per --matryoshka dimension ({dims} given)",
