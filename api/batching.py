@@ -1,10 +1,12 @@
 """Micro-batching of query embeddings across concurrent search requests.
 
-Each search request runs in its own thread and needs one query vector. Encoding them one
-by one from many threads makes torch's thread pools fight over the cores; here one thread
-owns the model for queries and encodes whatever queries have arrived since its last batch
-together. Nothing waits for a batch to fill: under light load a query is encoded alone and
-at once, under heavy load queries that arrived during one encode form the next batch.
+Each search request runs on one of the server's search threads and needs one query vector.
+Here one thread owns the model for queries and encodes whatever queries have arrived since
+its last batch together. Nothing waits for a batch to fill: under light load a query is
+encoded alone and at once, under heavy load queries that arrived during one encode form the
+next batch. It pays where a batch costs about what one query does, on a GPU; on a CPU a batch
+costs what its queries cost apart, plus padding, so a server batches only when its query
+encoder runs on a GPU (``api.runtime.micro_batching``, ``api.micro_batch``).
 """
 
 from __future__ import annotations

@@ -81,9 +81,8 @@ class SearchAdmission:
     """Answer 503 ``overloaded`` (with ``Retry-After``) to a search or embedding request
     that arrives while ``limit`` of them are already being answered.
 
-    Past a few per core, another concurrent search only waits in the thread pool and the
-    micro-batcher's queue: its latency grows without bound and every other client's with
-    it. Refusing at once keeps the latency of the admitted ones bounded, and tells the
+    Past a few per core, another concurrent search only waits for a search thread: its
+    latency grows without bound and every other client's with it. Refusing at once keeps the latency of the admitted ones bounded, and tells the
     client when to come back. Counted in the event loop, so no lock is needed.
     """
 
