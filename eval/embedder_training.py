@@ -33,7 +33,13 @@ from braid.eval.embedder_fit import (
     fit,
     loss_description,
 )
-from braid.eval.embedder_gate import Distractor, EmbedderGate, gate_models, gate_set
+from braid.eval.embedder_gate import (
+    Distractor,
+    EmbedderGate,
+    gate_models,
+    gate_pairs,
+    gate_set,
+)
 from braid.eval.embedder_pairs import (
     MiningStats,
     TrainPair,
@@ -215,7 +221,8 @@ def write_card(folder: Path, record: EmbedderTrainingRecord) -> None:
     if record.gate:
         g = record.gate
         lines.append(
-            f"- gate on {g.queries} dev queries over {g.corpus} passages (exact search): "
+            f"- gate on {g.queries} {'judged' if g.judged else 'self-supervised'} dev queries "
+            f"over {g.corpus} passages (exact search): "
             f"nDCG@10 {g.base[PRIMARY]:.4f} -> {g.fine_tuned[PRIMARY]:.4f}, MRR@10 "
             f"{g.base['mrr@10']:.4f} -> {g.fine_tuned['mrr@10']:.4f}: **{g.verdict}** ({g.reason})"
         )
@@ -418,10 +425,16 @@ def train_embedder(
         if not record.outcome.interrupted:
             with progress("gate") as tick:
                 tick(0, 1)
+                judge_on, judged = gate_pairs(dev)
                 gate = gate_set(
-                    dev, _distractors(workspace, corpus), limit=config.gate_corpus, seed=config.seed
+                    judge_on,
+                    _distractors(workspace, corpus),
+                    limit=config.gate_corpus,
+                    seed=config.seed,
                 )
-                record.gate = gate_models(workspace.engine.embedder, tuned, gate, alpha=alpha)
+                record.gate = gate_models(
+                    workspace.engine.embedder, tuned, gate, alpha=alpha, judged=judged
+                )
                 tick(1, 1)
     _write_json(out / RUN_FILE, record.as_dict())
     write_card(out, record)

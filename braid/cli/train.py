@@ -312,7 +312,8 @@ def print_embedder_training(record: EmbedderTrainingRecord) -> None:
     gate = record.gate
     if gate is not None:
         out.print(
-            f"gate on {gate.queries} dev queries, {gate.corpus} passages: nDCG@10 base "
+            f"gate on {gate.queries} {'judged' if gate.judged else 'self-supervised'} dev "
+            f"queries, {gate.corpus} passages: nDCG@10 base "
             f"{gate.base['ndcg@10']:.4f}, fine-tuned {gate.fine_tuned['ndcg@10']:.4f}; MRR@10 "
             f"{gate.base['mrr@10']:.4f} -> {gate.fine_tuned['mrr@10']:.4f}"
         )

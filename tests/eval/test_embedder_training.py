@@ -23,8 +23,9 @@ from braid.engine.model_files import resolve_model_path, weights_version
 from braid.engine.models import DEFAULT_MODEL, Chunk
 from braid.eval.datasets import DatasetError, iter_corpus, load_dataset
 from braid.eval.embedder_fit import EmbedderTrainConfig, build_loss, fit, last_checkpoint
-from braid.eval.embedder_gate import gate_verdict
+from braid.eval.embedder_gate import gate_pairs, gate_verdict
 from braid.eval.embedder_pairs import (
+    Source,
     TrainPair,
     guard_keeps,
     labelled_pairs,
@@ -328,6 +329,20 @@ def test_gate_verdicts() -> None:
     one = {m: {"q0": 0.9, **{q: v for q, v in s.items() if q != "q0"}} for m, s in base.items()}
     unsure = gate_verdict(base, one, corpus=30, alpha=0.05)
     assert unsure.verdict == "keep the deployed model" and "not significant" in unsure.reason
+    # the same clear gain on self-supervised dev pairs is reported, never promoted
+    learned = gate_verdict(base, better, corpus=30, alpha=0.05, judged=False)
+    assert learned.verdict == "keep the deployed model" and "no judged queries" in learned.reason
+    assert learned.delta == promoted.delta and learned.as_dict()["judged"] is False
+
+
+def test_the_gate_judges_on_judged_pairs_when_there_are_any() -> None:
+    def pair(source: Source, group: str) -> TrainPair:
+        return TrainPair(f"query {group}", f"passage {group}", source, group, "document")
+
+    judged = [pair("labelled", "q:1"), pair("jsonl", "j:2")]
+    unjudged = [pair("title", "d:3"), pair("cloze", "d:4")]
+    assert gate_pairs(unjudged + judged) == (judged, True)
+    assert gate_pairs(unjudged) == (unjudged, False)
 
 
 def test_train_embedder_writes_a_loadable_model_with_its_card(
@@ -414,4 +429,7 @@ def test_cli_self_supervised_on_the_data_dir(tmp_path: Path) -> None:
     assert sources["labelled"] == sources["jsonl"] == 0 and sources["title"] == 12  # 12 titled docs
     assert sources["cloze"] >= 1
     assert set(summary["gate"]) >= {"base", "fine_tuned", "delta", "p", "verdict", "reason"}
+    # no labels: the gate measures the held-out self-supervised pairs and promotes nothing
+    assert summary["gate"]["judged"] is False
+    assert summary["gate"]["verdict"] == "keep the deployed model"
     assert (out / "braid-model-card.json").is_file() and (out / "modules.json").is_file()
