@@ -58,6 +58,14 @@ class RerankerSettings(BaseModel):
     max_length: int = Field(default=256, ge=16, le=4096)
     batch_size: int = Field(default=32, ge=1, le=1024)
     depth: int = Field(default=30, ge=1, le=1000, description="fused candidates that are reranked")
+    blend: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description="the cross-encoder's share of a reranked hit's score, the rest the "
+        "first-stage score (each min-max normalised over the reranked hits); 1: the "
+        "cross-encoder alone",
+    )
 
 
 class QdrantSettings(BaseModel):

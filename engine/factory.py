@@ -154,6 +154,7 @@ def search_defaults(settings: Settings) -> SearchDefaults:
         rrf_k=settings.fusion.rrf_k,
         candidates=settings.fusion.candidates,
         rerank_depth=settings.reranker.depth,
+        rerank_blend=settings.reranker.blend,
         fusion=settings.fusion.method,
         fusion_level=settings.fusion.level,
     )

@@ -238,6 +238,26 @@ def adaptive_fusion(
     return fuse_explained("adaptive", rankings, weights, rule=rule)[0]
 
 
+def blend_rerank(
+    first_stage: Sequence[float], reranked: Sequence[float], share: float
+) -> list[float]:
+    """Each reranked hit's final score: ``share`` of its min-max normalised cross-encoder
+    score plus ``1 - share`` of its min-max normalised first-stage score, both over the
+    reranked head, so the result lies in [0, 1] whatever the two scales.
+
+    ``share = 1`` orders by the cross-encoder alone. Interpolating a reranker with the
+    retrieval score it reranks is the usual remedy when the first stage carries signal the
+    cross-encoder lacks (Anserini's and Pyserini's reranking interpolation).
+    """
+    if len(first_stage) != len(reranked):
+        raise ValueError("first_stage and reranked must score the same hits")
+    if not reranked:
+        return []
+    cross = _min_max(reranked)
+    first = _min_max(first_stage)
+    return [share * c + (1.0 - share) * f for c, f in zip(cross, first, strict=True)]
+
+
 def single(ranking: Sequence[ScoredPoint], name: str) -> list[Hit]:
     """Hits of one retriever, in its order, with its rank and score as the explanation."""
     return [

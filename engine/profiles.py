@@ -4,6 +4,7 @@ A profile is ``<data-dir>/profiles/<name>.json`` written by ``braid eval sweep``
 
     {"name": "scifact-tuned", "fusion": "rrf", "weights": {"bm25": 0.6, "dense": 0.4},
      "rrf_k": 10, "candidates": 100, "rerank_depth": 30, "reranker_model": null,
+     "rerank_blend": null,
      "tuned_on": {"dataset": "scifact", "split": "train", "metric": "ndcg@10", ...}}
 
 ``load_profile`` reads one, ``apply_profile`` returns ``Settings`` with the profile's values in
@@ -89,6 +90,8 @@ def apply_profile(settings: Settings, profile: Mapping[str, Any]) -> Settings:
             fusion[key] = profile[key]
     if profile.get("rerank_depth") is not None:
         reranker["depth"] = profile["rerank_depth"]
+    if profile.get("rerank_blend") is not None:
+        reranker["blend"] = profile["rerank_blend"]
     if profile.get("reranker_model"):
         reranker["model"] = profile["reranker_model"]
         reranker["enabled"] = True

@@ -12,7 +12,7 @@ from braid.engine.adaptive import AdaptiveRule, rule_for_model
 from braid.engine.errors import InvalidRequestError
 from braid.engine.facets import check_facet_fields, count_facets
 from braid.engine.filters import FilterExpr, parse_filter
-from braid.engine.fusion import FUSION_METHODS, RRF_K, fuse_explained, single
+from braid.engine.fusion import FUSION_METHODS, RRF_K, blend_rerank, fuse_explained, single
 from braid.engine.fusion import FusionMethod as FusionMethod  # re-exported: eval imports it here
 from braid.engine.grouping import DEFAULT_PASSAGES, best_per_document, group_documents
 from braid.engine.highlight import highlight_spans
@@ -56,6 +56,7 @@ class SearchDefaults:
     rrf_k: float = RRF_K
     candidates: int = 100
     rerank_depth: int = 30
+    rerank_blend: float = 1.0
     fusion: FusionMethod = "adaptive"
     fusion_level: FusionLevel = "chunk"
 
@@ -101,6 +102,7 @@ class HybridSearcher:
         rerank_depth: int | None = None,
         fusion: FusionMethod | None = None,
         group_by: GroupBy = "chunk",
+        rerank_blend: float | None = None,
         passages: int = DEFAULT_PASSAGES,
         fusion_level: FusionLevel | None = None,
         offset: int = 0,
@@ -121,6 +123,10 @@ class HybridSearcher:
             candidates: hits fetched from each retriever (at least ``top_k``).
             rerank: rerank with the cross-encoder (default: when one is configured).
             rerank_depth: fused hits that are reranked.
+            rerank_blend: the cross-encoder's share of a reranked hit's score; the rest is
+                the first-stage score, each min-max normalised over the reranked hits
+                (``engine.fusion.blend_rerank``). 1 (the default unless configured) orders
+                by the cross-encoder alone.
             fusion: ``adaptive`` (min-max fusion with per-query weights from the dense top
                 score, ``engine/adaptive.py``), ``rrf`` (weighted reciprocal rank fusion),
                 ``convex`` (weighted sum of min-max normalised scores), ``dbsf`` (Qdrant's
@@ -168,6 +174,9 @@ class HybridSearcher:
         top_k, depth, use_rerank, rerank_n = self._check(
             query, top_k, mode, weights, candidates, rerank, rerank_depth, fusion, offset
         )
+        blend = self.defaults.rerank_blend if rerank_blend is None else rerank_blend
+        if not 0.0 <= blend <= 1.0:
+            raise InvalidRequestError(f"rerank_blend must be between 0 and 1, got {blend}")
         level = self._check_grouping(group_by, passages, fusion_level)
         method = fusion or self.defaults.fusion
         self._check_min_score(min_score, mode, method)
@@ -182,7 +191,8 @@ class HybridSearcher:
                 "weights": dict(weights) if weights is not None else None,
                 "rrf_k": rrf_k,
                 "fusion": method,
-                "rerank": [use_rerank, rerank_n],
+                # the blend only when it changes the order: older cursors stay valid
+                "rerank": [use_rerank, rerank_n] + ([blend] if use_rerank and blend < 1 else []),
                 "group_by": group_by,
                 "passages": passages,
                 "level": level,
@@ -221,7 +231,7 @@ class HybridSearcher:
 
         if use_rerank and self.reranker is not None and hits:
             t = time.perf_counter()
-            hits = self._rerank(query, hits, rerank_n)
+            hits = self._rerank(query, hits, rerank_n, blend)
             timings["rerank"] = _ms(t)
 
         t = time.perf_counter()
@@ -447,17 +457,21 @@ class HybridSearcher:
             batch *= 2
         return documents
 
-    def _rerank(self, query: str, hits: list[Hit], depth: int) -> list[Hit]:
+    def _rerank(self, query: str, hits: list[Hit], depth: int, blend: float) -> list[Hit]:
         assert self.reranker is not None  # checked by the caller (internal invariant)
         head, tail = hits[:depth], hits[depth:]
         self._attach_chunks(head)
         passages = [_passage(h) for h in head]
         scores = self.reranker.score(query, passages)
-        for hit, score in zip(head, scores, strict=True):
+        # At 1 a hit's score is the cross-encoder's own; below, the blend in [0, 1].
+        final = scores if blend >= 1.0 else blend_rerank([h.score for h in head], scores, blend)
+        for hit, score in zip(head, final, strict=True):
             hit.score = score
-        head.sort(key=lambda h: (-h.score, h.point_id))
-        for rank, hit in enumerate(head, start=1):
-            hit.stages["rerank"] = StageScore(rank=rank, score=hit.score)
+        order = sorted(range(len(head)), key=lambda i: (-head[i].score, head[i].point_id))
+        head = [head[i] for i in order]
+        # stages["rerank"] keeps the cross-encoder's own score beside the final rank.
+        for rank, i in enumerate(order, start=1):
+            head[rank - 1].stages["rerank"] = StageScore(rank=rank, score=scores[i])
         return head + tail
 
     def _fetch(self, point_ids: Iterable[str]) -> dict[str, Chunk]:

@@ -42,7 +42,7 @@ from braid.engine.protocols import Embedder
 from braid.engine.searcher import HybridSearcher
 from braid.eval.datasets import CorpusDoc, Dataset, DatasetError, _jsonl
 from braid.eval.runs import RunParams, search_once
-from braid.eval.training import passage
+from braid.eval.training import held_out_groups, passage, query_group
 
 Source = Literal["labelled", "jsonl", "title", "cloze"]
 SOURCES: tuple[Source, ...] = ("labelled", "jsonl", "title", "cloze")
@@ -77,7 +77,9 @@ def labelled_pairs(dataset: Dataset, corpus: Mapping[str, CorpusDoc]) -> list[Tr
     for qid, text in dataset.queries.items():
         relevant = tuple(sorted(d for d, rel in dataset.qrels[qid].items() if rel > 0))
         pairs.extend(
-            TrainPair(text, passage(corpus[d]), "labelled", f"q:{qid}", "document", (), relevant)
+            TrainPair(
+                text, passage(corpus[d]), "labelled", query_group(qid), "document", (), relevant
+            )
             for d in relevant
             if d in corpus
         )
@@ -162,12 +164,7 @@ def split_dev(
     With a positive fraction and at least two groups, dev gets at least one group and train
     keeps at least one.
     """
-    groups = sorted({p.group for p in pairs})
-    random.Random(seed).shuffle(groups)
-    n_dev = round(fraction * len(groups))
-    if fraction > 0 and len(groups) >= 2:
-        n_dev = min(max(1, n_dev), len(groups) - 1)
-    dev_groups = set(groups[:n_dev])
+    dev_groups = held_out_groups((p.group for p in pairs), fraction, seed)
     return (
         [p for p in pairs if p.group not in dev_groups],
         [p for p in pairs if p.group in dev_groups],

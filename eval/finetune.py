@@ -11,13 +11,14 @@ dev is positive and the paired randomisation test does not put it down to chance
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from braid.engine.config import Settings
 from braid.engine.errors import InvalidRequestError
 from braid.engine.profiles import save_profile
+from braid.engine.protocols import Reranker
 from braid.engine.searcher import HybridSearcher
 from braid.eval.datasets import Dataset, iter_corpus
 from braid.eval.evaluation import evaluate_mode
@@ -46,9 +47,18 @@ from braid.eval.training import (
 GROUPS_FILE = "groups.jsonl"
 
 
+# Shares of the cross-encoder the gate reports on dev besides the one it judges: information
+# for the user, never a choice made on the queries that also judge it.
+REPORTED_BLENDS = (0.25, 0.5, 0.75, 1.0)
+
+
 @dataclass(frozen=True)
 class GateResult:
-    """First stage vs reranked nDCG@10 on the dev queries, and the verdict."""
+    """First stage vs reranked nDCG@10 on the dev queries, and the verdict.
+
+    ``blend`` is the cross-encoder's share of the reranked score the gate judged
+    (``engine.fusion.blend_rerank``); ``by_blend`` is dev nDCG@10 at each reported share.
+    """
 
     queries: int
     rerank_depth: int
@@ -58,6 +68,8 @@ class GateResult:
     p_randomisation: float
     required_p: float
     passed: bool
+    blend: float = 1.0
+    by_blend: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -69,6 +81,8 @@ def gate(
     *,
     rerank_depth: int,
     required_p: float = 0.05,
+    blend: float = 1.0,
+    by_blend: Mapping[str, float] | None = None,
 ) -> GateResult:
     """The gate's decision from per-query nDCG@10 of the first stage and of the reranked run.
 
@@ -85,7 +99,28 @@ def gate(
         p_randomisation=test.p_randomisation,
         required_p=required_p,
         passed=test.delta > 0 and test.p_randomisation < required_p,
+        blend=blend,
+        by_blend=dict(by_blend or {}),
     )
+
+
+class _ScoreCache:
+    """A reranker that scores each (query, passages) once: the gate reranks the same dev
+    heads at several blends, and the cross-encoder is the only costly part."""
+
+    def __init__(self, reranker: Reranker) -> None:
+        self._reranker = reranker
+        self._scores: dict[tuple[str, tuple[str, ...]], list[float]] = {}
+
+    @property
+    def model_id(self) -> str:
+        return self._reranker.model_id
+
+    def score(self, query: str, passages: Sequence[str]) -> list[float]:
+        key = (query, tuple(passages))
+        if key not in self._scores:
+            self._scores[key] = self._reranker.score(query, passages)
+        return self._scores[key]
 
 
 @dataclass(frozen=True)
@@ -118,7 +153,7 @@ def plan_training(labelled: Dataset, config: TrainConfig, data_dir: Path) -> Tra
     Raises:
         InvalidRequestError: no query falls into the dev split.
     """
-    train, dev = split_dev(labelled, config.dev_fraction)
+    train, dev = split_dev(labelled, config.dev_fraction, config.seed)
     if not dev.queries:
         raise InvalidRequestError("the dev split is empty: raise --dev-fraction")
     resumed = find_unfinished(data_dir, config)
@@ -207,9 +242,12 @@ def gate_model(
     max_length: int,
     rerank_depth: int,
     required_p: float,
+    blend: float = 1.0,
     progress: StageProgress = silent,
 ) -> GateResult:
-    """Hybrid vs hybrid + the model in ``model_dir`` on ``dev``, through the product's searcher."""
+    """Hybrid vs hybrid + the model in ``model_dir`` on ``dev``, through the product's searcher,
+    judged at ``blend`` (the cross-encoder's share of the reranked score) and reported at
+    ``REPORTED_BLENDS`` too."""
     from braid.engine.reranker import CrossEncoderReranker
 
     engine = index.workspace.engine
@@ -221,24 +259,34 @@ def gate_model(
         batch_size=settings.reranker.batch_size,
     )
     searcher = HybridSearcher(
-        engine.embedder, engine.dense, engine.sparse, reranker, engine.searcher.defaults
+        engine.embedder,
+        engine.dense,
+        engine.sparse,
+        _ScoreCache(reranker),
+        engine.searcher.defaults,
     )
+    shares = sorted({blend, *REPORTED_BLENDS})
     try:
         with progress("gate") as tick:
             first = evaluate_mode(searcher, dev, RunParams(mode="hybrid"), on_query=tick)
-            reranked = evaluate_mode(
-                searcher,
-                dev,
-                RunParams(mode="hybrid+rerank", rerank_depth=rerank_depth),
-                on_query=tick,
-            )
+            reranked = {
+                share: evaluate_mode(
+                    searcher,
+                    dev,
+                    RunParams(mode="hybrid+rerank", rerank_depth=rerank_depth, rerank_blend=share),
+                    on_query=tick,
+                ).scores[PRIMARY]
+                for share in shares
+            }
     finally:
         searcher.close()
     return gate(
         first.scores[PRIMARY],
-        reranked.scores[PRIMARY],
+        reranked[blend],
         rerank_depth=rerank_depth,
         required_p=required_p,
+        blend=blend,
+        by_blend={f"{share:g}": mean(reranked[share]) for share in shares},
     )
 
 
@@ -249,13 +297,15 @@ def train_and_gate(
     *,
     device: str,
     gate_p: float = 0.05,
+    blend: float = 1.0,
     index_dir: Path | None = None,
     progress: StageProgress = silent,
 ) -> TrainingRecord:
     """Mine, train (resuming), gate on dev; write ``training.json``, the card and, when the
     gate passes, the ``<dataset>-rerank`` profile under ``settings.data_dir``. ``gate_p`` is
-    the randomisation p the dev gain must beat (not part of the config: it decides nothing
-    that is trained).
+    the randomisation p the dev gain must beat and ``blend`` the cross-encoder's share of the
+    reranked score the gate judges (neither is part of the config: they decide nothing that
+    is trained).
 
     Raises:
         BraidError: the index cannot be opened, or a search fails.
@@ -297,6 +347,7 @@ def train_and_gate(
             max_length=config.max_length,
             rerank_depth=config.gate_rerank_depth,
             required_p=gate_p,
+            blend=blend,
             progress=progress,
         )
         if record.gate.passed:
@@ -307,6 +358,7 @@ def train_and_gate(
                 {
                     "reranker_model": str(plan.out_dir.resolve()),
                     "rerank_depth": config.gate_rerank_depth,
+                    "rerank_blend": blend,
                     "tuned_on": {
                         "dataset": plan.labelled.name,
                         "split": plan.dev.split,

@@ -79,6 +79,7 @@ class RunParams:
     fusion: FusionMethod | None = None
     rerank_depth: int | None = None
     fusion_level: FusionLevel | None = None
+    rerank_blend: float | None = None
 
     def resolve(self, searcher: HybridSearcher) -> RunParams:
         d = searcher.defaults
@@ -93,6 +94,11 @@ class RunParams:
             rrf_k=self.rrf_k if self.rrf_k is not None else d.rrf_k,
             fusion=self.fusion or d.fusion,
             rerank_depth=(self.rerank_depth or d.rerank_depth) if rerank else None,
+            rerank_blend=(
+                (self.rerank_blend if self.rerank_blend is not None else d.rerank_blend)
+                if rerank
+                else None
+            ),
             fusion_level=self.fusion_level or d.fusion_level,
         )
 
@@ -115,6 +121,8 @@ class RunParams:
                 out["fusion_level"] = self.fusion_level
         if rerank:
             out["rerank_depth"] = self.rerank_depth
+            if self.rerank_blend is not None and self.rerank_blend < 1:  # old tags unchanged
+                out["rerank_blend"] = self.rerank_blend
         return out
 
     def label(self) -> str:
@@ -132,6 +140,8 @@ class RunParams:
         parts.append(f"c={self.candidates}")
         if rerank:
             parts.append(f"rd={self.rerank_depth}")
+            if self.rerank_blend is not None and self.rerank_blend < 1:
+                parts.append(f"blend={_num(self.rerank_blend)}")
         return " ".join(parts)
 
 
@@ -175,6 +185,7 @@ def search_once(searcher: HybridSearcher, query: str, params: RunParams) -> Sear
         candidates=params.candidates,
         rerank=rerank,
         rerank_depth=params.rerank_depth,
+        rerank_blend=params.rerank_blend,
         fusion=params.fusion,
         group_by="document",
         passages=1,

@@ -9,8 +9,8 @@ Data (``build_groups``), one group = a query, one positive passage, ``negatives`
   its own abstract (without the title) as the positive; negatives are the abstracts of the top
   hybrid hits for the title, the document itself excluded. Far more signal than ~800 labels.
 
-A slice of the train queries (``dev_fraction``, chosen by a hash of the query id) is held out
-before mining: the gate compares first-stage hybrid with hybrid + the new reranker on it, and the
+A slice of the train queries (``dev_fraction``, drawn with ``seed`` by the rule the embedder's
+dev split uses, so both hold out the same queries) is held out before mining: the gate compares first-stage hybrid with hybrid + the new reranker on it, and the
 model is only recommended (a profile naming it is written) if it is better there, by a margin
 the paired randomisation test does not put down to chance (``--gate-p``, default 0.05).
 
@@ -34,8 +34,7 @@ import math
 import random
 import shutil
 import time
-import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import zip_longest
@@ -99,21 +98,45 @@ def passage(doc: CorpusDoc, with_title: bool = True) -> str:
     return f"{doc.title}\n{doc.text}" if with_title and doc.title else doc.text
 
 
-def is_dev(query_id: str, fraction: float) -> bool:
-    return (zlib.crc32(query_id.encode()) % 1000) < fraction * 1000
+def held_out_groups(groups: Iterable[str], fraction: float, seed: int) -> set[str]:
+    """The groups a dev split of ``fraction`` holds out: ``round(fraction * n)`` of them,
+    drawn with ``seed`` from their sorted order.
+
+    With a positive fraction and at least two groups, dev gets at least one group and train
+    keeps at least one. The embedder (``eval.embedder_pairs``) and the reranker share this
+    rule, so for the same dataset, seed and fraction they hold out the same queries: a
+    reranker gated over a fine-tuned first stage is judged on queries neither model saw.
+    """
+    ordered = sorted(set(groups))
+    random.Random(seed).shuffle(ordered)
+    n_dev = round(fraction * len(ordered))
+    if fraction > 0 and len(ordered) >= 2:
+        n_dev = min(max(1, n_dev), len(ordered) - 1)
+    return set(ordered[:n_dev])
 
 
-def split_dev(train: Dataset, fraction: float) -> tuple[Dataset, Dataset]:
-    """(train minus dev, dev), by a stable hash of the query id."""
-    dev_ids = [q for q in train.queries if is_dev(q, fraction)]
-    keep = [q for q in train.queries if q not in set(dev_ids)]
+def query_group(query_id: str) -> str:
+    """The dev-split group of a labelled query (the embedder's labelled pairs use the same)."""
+    return f"q:{query_id}"
+
+
+def split_dev(train: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    """(train minus dev, dev): the judged queries ``held_out_groups`` draws with ``seed``.
+
+    Only queries with a relevant judgement are drawn, as only those give the embedder pairs;
+    the others stay in train (they train nothing either way).
+    """
+    judged = [q for q in train.queries if any(r > 0 for r in train.qrels.get(q, {}).values())]
+    dev_groups = held_out_groups(map(query_group, judged), fraction, seed)
+    dev_ids = [q for q in train.queries if query_group(q) in dev_groups]
+    keep = [q for q in train.queries if query_group(q) not in dev_groups]
 
     def subset(ids: Sequence[str], split: str) -> Dataset:
         return replace(
             train,
             split=split,
             queries={q: train.queries[q] for q in ids},
-            qrels={q: train.qrels[q] for q in ids},
+            qrels={q: train.qrels.get(q, {}) for q in ids},
         )
 
     return subset(keep, f"{train.split}-minus-dev"), subset(dev_ids, f"{train.split}-dev")

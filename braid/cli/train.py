@@ -62,6 +62,15 @@ def train_reranker_command(
         float,
         typer.Option(help="the gain on dev must be significant at this level (randomisation)"),
     ] = 0.05,
+    blend: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="the cross-encoder's share of a reranked score the gate judges (the rest: "
+            "the first stage's); 1 = the cross-encoder alone",
+        ),
+    ] = 1.0,
     seed: Annotated[int, typer.Option()] = 13,
     data_dir: DataDirOption = None,
     index_dir: IndexDirOption = None,
@@ -102,6 +111,7 @@ def train_reranker_command(
             settings,
             device=device,
             gate_p=gate_p,
+            blend=blend,
             index_dir=index_dir,
             progress=stage_progress(as_json),
         )
@@ -118,8 +128,11 @@ def print_training(record: TrainingRecord) -> None:
         return
     out.print(
         f"gate on {gate.queries} dev queries, nDCG@10: first stage {gate.first_stage:.4f}, "
-        f"reranked {gate.reranked:.4f} (p={gate.p_randomisation:.3f})"
+        f"reranked {gate.reranked:.4f} at blend {gate.blend:g} (p={gate.p_randomisation:.3f})"
     )
+    if gate.by_blend:
+        shares = ", ".join(f"{share}: {value:.4f}" for share, value in gate.by_blend.items())
+        out.print(f"[dim]dev nDCG@10 by the cross-encoder's share: {shares}[/]")
     if gate.passed:
         out.print(f"[green]passed[/]: enable it with --profile {record.profile}")
     else:

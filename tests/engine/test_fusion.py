@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from braid.engine.fusion import RRF_K, convex_fusion, single, weighted_rrf
+from braid.engine.fusion import RRF_K, blend_rerank, convex_fusion, single, weighted_rrf
 from braid.engine.models import ScoredPoint, StageScore
 
 
@@ -134,3 +134,21 @@ def test_single_keeps_the_retrievers_order_and_scores() -> None:
     hits = single(ranking("a", "b", scores=[0.8, 0.3]), "dense")
     assert [(h.point_id, h.score) for h in hits] == [("a", 0.8), ("b", 0.3)]
     assert hits[1].stages == {"dense": StageScore(rank=2, score=0.3)}
+
+
+def test_blend_rerank_by_hand() -> None:
+    # first stage 0.9, 0.5, 0.1 -> 1, 0.5, 0; cross-encoder -2, 4, 1 -> 0, 1, 0.5
+    first, cross = [0.9, 0.5, 0.1], [-2.0, 4.0, 1.0]
+    assert blend_rerank(first, cross, 0.5) == pytest.approx([0.5, 0.75, 0.25])
+    assert blend_rerank(first, cross, 0.25) == pytest.approx([0.75, 0.625, 0.125])
+    assert blend_rerank(first, cross, 1.0) == pytest.approx([0.0, 1.0, 0.5])
+    assert blend_rerank(first, cross, 0.0) == pytest.approx([1.0, 0.5, 0.0])
+
+
+def test_blend_rerank_equal_scores_and_mismatched_lists() -> None:
+    # One hit, or a leg that cannot tell hits apart, counts 1 for every hit (as min-max fusion).
+    assert blend_rerank([0.3], [7.0], 0.5) == [1.0]
+    assert blend_rerank([0.2, 0.2], [1.0, 3.0], 0.5) == pytest.approx([0.5, 1.0])
+    assert blend_rerank([], [], 0.5) == []
+    with pytest.raises(ValueError, match="same hits"):
+        blend_rerank([0.1, 0.2], [1.0], 0.5)

@@ -343,6 +343,50 @@ def test_rerank_follows_the_cross_encoder(
     assert [h.point_id for h in head] != [h.point_id for h in fused[:depth]]
 
 
+def test_rerank_blend_mixes_the_cross_encoder_with_the_fused_score(
+    reranking_searcher: HybridSearcher, cross_encoder_dir: Path
+) -> None:
+    query, depth, share = "ranking fusion", 6, 0.3
+    fused = reranking_searcher.search(query, top_k=10, rerank=False).hits
+    response = reranking_searcher.search(query, top_k=10, rerank_depth=depth, rerank_blend=share)
+
+    predicted = cross_encoder_predict(
+        cross_encoder_dir, [(query, _passage(h)) for h in fused[:depth]]
+    )
+    cross = np.asarray(predicted, dtype=np.float64)
+    first = np.asarray([h.score for h in fused[:depth]])
+    blended = share * (cross - cross.min()) / np.ptp(cross) + (1 - share) * (
+        first - first.min()
+    ) / np.ptp(first)
+    own = {h.point_id: float(b) for h, b in zip(fused[:depth], blended, strict=True)}
+    expected = sorted(own, key=lambda pid: (-own[pid], pid))
+    raw = {h.point_id: float(s) for h, s in zip(fused[:depth], predicted, strict=True)}
+
+    head, tail = response.hits[:depth], response.hits[depth:]
+    assert [h.point_id for h in head] == expected
+    assert [h.score for h in head] == pytest.approx([own[pid] for pid in expected], abs=1e-5)
+    # stages["rerank"]: the final rank and the cross-encoder's own score.
+    assert [h.stages["rerank"].rank for h in head] == list(range(1, depth + 1))
+    assert [h.stages["rerank"].score for h in head] == pytest.approx(
+        [raw[pid] for pid in expected], abs=1e-5
+    )
+    assert [h.point_id for h in tail] == [h.point_id for h in fused[depth:]]
+    # Guard: the blend orders differently from both the fused and the cross-encoder's order.
+    assert expected != [h.point_id for h in fused[:depth]]
+    assert expected != sorted(raw, key=lambda pid: (-raw[pid], pid))
+    # 0 keeps the fused order.
+    kept = reranking_searcher.search(query, top_k=10, rerank_depth=depth, rerank_blend=0.0)
+    assert [h.point_id for h in kept.hits] == [h.point_id for h in fused]
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5])
+def test_rerank_blend_out_of_range_is_refused(
+    reranking_searcher: HybridSearcher, share: float
+) -> None:
+    with pytest.raises(InvalidRequestError, match="rerank_blend"):
+        reranking_searcher.search("bread", top_k=3, rerank_blend=share)
+
+
 def test_rerank_depth_beyond_top_k_reranks_more_candidates(
     reranking_searcher: HybridSearcher, cross_encoder_dir: Path
 ) -> None:

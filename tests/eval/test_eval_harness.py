@@ -13,7 +13,7 @@ from braid.eval.caching import CachingEmbedder
 from braid.eval.datasets import load_dataset
 from braid.eval.evaluation import evaluate_mode, significance
 from braid.eval.indexes import EvalIndex, open_index
-from braid.eval.runs import RunParams, execute_run
+from braid.eval.runs import RunParams, execute_run, run_tag
 from braid.eval.sweep import best, first_stage_grid, run_sweep
 
 
@@ -108,3 +108,15 @@ def test_sweep_sees_only_the_train_split(tiny_index: EvalIndex, tiny_dataset: Pa
     assert not set(spy.queries) & {QUERIES[q] for q in TEST}
     chosen = best(points)
     assert chosen.metrics["ndcg@10"] == max(p.metrics["ndcg@10"] for p in points)
+
+
+def test_a_rerank_blend_is_part_of_the_run_tag_and_label() -> None:
+    # A run at another blend is another run (its cached file must not be reused); at the
+    # default 1 the recorded params, and so every earlier tag, stay as they were.
+    pure = RunParams(mode="hybrid+rerank", rerank_depth=30, rerank_blend=1.0)
+    half = RunParams(mode="hybrid+rerank", rerank_depth=30, rerank_blend=0.5)
+    assert "rerank_blend" not in pure.as_dict()
+    assert half.as_dict()["rerank_blend"] == 0.5
+    assert half.label().endswith("rd=30 blend=0.5") and "blend" not in pure.label()
+    meta = {"dataset": "d", "split": "test", "mode": "hybrid+rerank"}
+    assert run_tag(meta | {"params": pure.as_dict()}) != run_tag(meta | {"params": half.as_dict()})

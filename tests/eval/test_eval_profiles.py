@@ -24,6 +24,7 @@ def test_round_trip_and_apply(tmp_path: Path) -> None:
         "candidates": 150,
         "rerank_depth": 20,
         "reranker_model": "/models/ce-v1",
+        "rerank_blend": 0.4,
         "tuned_on": {"dataset": "scifact", "split": "train"},
     }
     path = save_profile(tmp_path, "scifact-tuned", profile)
@@ -35,6 +36,8 @@ def test_round_trip_and_apply(tmp_path: Path) -> None:
     assert settings.fusion.method == "convex" and settings.fusion.candidates == 150
     assert settings.fusion.rrf_k == 60  # untouched when the profile has none
     assert settings.reranker.depth == 20 and settings.reranker.model == "/models/ce-v1"
+    assert settings.reranker.blend == 0.4
+    assert apply_profile(Settings(data_dir=tmp_path), {}).reranker.blend == 1.0  # the default
 
 
 def test_rejects_bad_profiles(tmp_path: Path) -> None:
@@ -46,3 +49,5 @@ def test_rejects_bad_profiles(tmp_path: Path) -> None:
         save_profile(tmp_path, "bad", {"weights": {"bm25": -1.0}})
     with pytest.raises(ProfileError):
         apply_profile(Settings(data_dir=tmp_path), {"fusion": "borda"})
+    with pytest.raises(ProfileError, match="blend"):
+        apply_profile(Settings(data_dir=tmp_path), {"rerank_blend": 1.5})

@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 
 from braid.cli.app import app
 from braid.eval.datasets import iter_corpus, load_dataset
+from braid.eval.embedder_pairs import labelled_pairs
+from braid.eval.embedder_pairs import split_dev as split_embedder_dev
 from braid.eval.indexes import EvalIndex
 from braid.eval.training import (
     TrainConfig,
@@ -45,9 +47,23 @@ def test_mining_excludes_judged_relevant(tiny_index: EvalIndex, tiny_dataset: Pa
 
 
 def test_dev_split_is_held_out(tiny_dataset: Path) -> None:
-    train, dev = split_dev(load_dataset(tiny_dataset, "train"), 0.5)
+    train, dev = split_dev(load_dataset(tiny_dataset, "train"), 0.5, seed=13)
     assert set(train.queries).isdisjoint(dev.queries)
     assert set(train.queries) | set(dev.queries) == set(TRAIN)
+    assert len(dev.queries) == round(0.5 * len(TRAIN))
+
+
+def test_reranker_and_embedder_hold_out_the_same_queries(tiny_dataset: Path) -> None:
+    # A reranker gated over a fine-tuned first stage must be judged on queries neither saw.
+    labelled = load_dataset(tiny_dataset, "train")
+    corpus = {d.doc_id: d for d in iter_corpus(tiny_dataset)}
+    for seed, fraction in ((13, 0.5), (1, 0.3), (7, 0.5)):
+        _, dev = split_dev(labelled, fraction, seed=seed)
+        _, pair_dev = split_embedder_dev(labelled_pairs(labelled, corpus), fraction, seed)
+        assert {p.group for p in pair_dev} == {f"q:{q}" for q in dev.queries}
+    assert (
+        split_dev(labelled, 0.5, seed=13)[1].queries != split_dev(labelled, 0.5, seed=1)[1].queries
+    )
 
 
 @pytest.mark.slow  # two short trainings of a cross-encoder
@@ -109,6 +125,8 @@ def test_train_command(tmp_path: Path) -> None:
             "32",
             "--dev-fraction",
             "0.4",
+            "--blend",
+            "0.5",
             "--json",
         ],
         env={"BRAID_EMBEDDER__CPU_THREADS": "2"},
@@ -125,8 +143,14 @@ def test_train_command(tmp_path: Path) -> None:
         "p_randomisation",
         "required_p",
         "passed",
+        "blend",
+        "by_blend",
     }
     assert summary["gate"]["required_p"] == 0.05 and summary["gate"]["rerank_depth"] == 30
+    # judged at the blend asked for, and reported at the others from the same scores
+    assert summary["gate"]["blend"] == 0.5
+    assert set(summary["gate"]["by_blend"]) == {"0.25", "0.5", "0.75", "1"}
+    assert summary["gate"]["by_blend"]["0.5"] == pytest.approx(summary["gate"]["reranked"])
     assert not summary["resumed"]
     model = Path(summary["model"])
     assert model.name == "tiny-v1" and summary["steps"] == 2
