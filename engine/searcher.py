@@ -102,7 +102,6 @@ class HybridSearcher:
         rerank_depth: int | None = None,
         fusion: FusionMethod | None = None,
         group_by: GroupBy = "chunk",
-        rerank_blend: float | None = None,
         passages: int = DEFAULT_PASSAGES,
         fusion_level: FusionLevel | None = None,
         offset: int = 0,
@@ -110,6 +109,7 @@ class HybridSearcher:
         facets: Sequence[str] = (),
         highlight: bool = False,
         min_score: float | None = None,
+        rerank_blend: float | None = None,
     ) -> SearchResponse:
         """Run one query through the configured stages.
 

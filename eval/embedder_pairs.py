@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import heapq
 import json
-import random
 import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
