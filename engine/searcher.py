@@ -465,13 +465,12 @@ class HybridSearcher:
         scores = self.reranker.score(query, passages)
         # At 1 a hit's score is the cross-encoder's own; below, the blend in [0, 1].
         final = scores if blend >= 1.0 else blend_rerank([h.score for h in head], scores, blend)
-        for hit, score in zip(head, final, strict=True):
-            hit.score = score
-        order = sorted(range(len(head)), key=lambda i: (-head[i].score, head[i].point_id))
+        order = sorted(range(len(head)), key=lambda i: (-final[i], head[i].point_id))
         head = [head[i] for i in order]
-        # stages["rerank"] keeps the cross-encoder's own score beside the final rank.
-        for rank, i in enumerate(order, start=1):
-            head[rank - 1].stages["rerank"] = StageScore(rank=rank, score=scores[i])
+        for rank, (hit, i) in enumerate(zip(head, order, strict=True), start=1):
+            hit.score = final[i]
+            # the final rank, beside the cross-encoder's own score
+            hit.stages["rerank"] = StageScore(rank=rank, score=scores[i])
         return head + tail
 
     def _fetch(self, point_ids: Iterable[str]) -> dict[str, Chunk]:

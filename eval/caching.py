@@ -1,4 +1,6 @@
-"""``CachingEmbedder``: remembers query vectors, so a sweep encodes each query once.
+"""``CachingEmbedder`` remembers query vectors, so a sweep encodes each query once;
+``CachingReranker`` remembers cross-encoder scores, so the reranker gate scores each dev
+query's head once whatever blends it compares.
 
 A parameter sweep runs every training query through ``HybridSearcher.search`` once per
 configuration. Fusion parameters do not change the query vector, and encoding it is about 95% of
@@ -16,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from braid.engine.models import ModelInfo
-from braid.engine.protocols import Embedder, Vectors
+from braid.engine.protocols import Embedder, Reranker, Vectors
 
 
 class CachingEmbedder:
@@ -56,3 +58,31 @@ class CachingEmbedder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self._inner.count_tokens(texts)
+
+
+class CachingReranker:
+    """A ``Reranker`` that caches ``score`` results by (query, passages).
+
+    Blending (``reranker.blend``) reorders the same head by the same cross-encoder scores, so
+    a comparison of blends needs the cross-encoder once per query; the fused scores it is
+    blended with are computed for real on every search.
+    """
+
+    def __init__(self, inner: Reranker) -> None:
+        self._inner = inner
+        self._cache: dict[tuple[str, tuple[str, ...]], list[float]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def model_id(self) -> str:
+        return self._inner.model_id
+
+    def score(self, query: str, passages: Sequence[str]) -> list[float]:
+        key = (query, tuple(passages))
+        if key in self._cache:
+            self.hits += 1
+        else:
+            self.misses += 1
+            self._cache[key] = self._inner.score(query, passages)
+        return list(self._cache[key])

@@ -11,15 +11,15 @@ dev is positive and the paired randomisation test does not put it down to chance
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from braid.engine.config import Settings
 from braid.engine.errors import InvalidRequestError
 from braid.engine.profiles import save_profile
-from braid.engine.protocols import Reranker
 from braid.engine.searcher import HybridSearcher
+from braid.eval.caching import CachingReranker
 from braid.eval.datasets import Dataset, iter_corpus
 from braid.eval.evaluation import evaluate_mode
 from braid.eval.indexes import EvalIndex, open_with_progress
@@ -102,25 +102,6 @@ def gate(
         blend=blend,
         by_blend=dict(by_blend or {}),
     )
-
-
-class _ScoreCache:
-    """A reranker that scores each (query, passages) once: the gate reranks the same dev
-    heads at several blends, and the cross-encoder is the only costly part."""
-
-    def __init__(self, reranker: Reranker) -> None:
-        self._reranker = reranker
-        self._scores: dict[tuple[str, tuple[str, ...]], list[float]] = {}
-
-    @property
-    def model_id(self) -> str:
-        return self._reranker.model_id
-
-    def score(self, query: str, passages: Sequence[str]) -> list[float]:
-        key = (query, tuple(passages))
-        if key not in self._scores:
-            self._scores[key] = self._reranker.score(query, passages)
-        return self._scores[key]
 
 
 @dataclass(frozen=True)
@@ -262,7 +243,7 @@ def gate_model(
         engine.embedder,
         engine.dense,
         engine.sparse,
-        _ScoreCache(reranker),
+        CachingReranker(reranker),
         engine.searcher.defaults,
     )
     shares = sorted({blend, *REPORTED_BLENDS})

@@ -121,9 +121,13 @@ class RunParams:
                 out["fusion_level"] = self.fusion_level
         if rerank:
             out["rerank_depth"] = self.rerank_depth
-            if self.rerank_blend is not None and self.rerank_blend < 1:  # old tags unchanged
+            if self._blended():  # absent at 1: old tags unchanged
                 out["rerank_blend"] = self.rerank_blend
         return out
+
+    def _blended(self) -> bool:
+        """Reranked hits mix in the first stage (a blend below 1)."""
+        return self.rerank_blend is not None and self.rerank_blend < 1
 
     def label(self) -> str:
         """Short human label: ``hybrid rrf k=60 w=1:1 c=200``."""
@@ -140,7 +144,7 @@ class RunParams:
         parts.append(f"c={self.candidates}")
         if rerank:
             parts.append(f"rd={self.rerank_depth}")
-            if self.rerank_blend is not None and self.rerank_blend < 1:
+            if self._blended():
                 parts.append(f"blend={_num(self.rerank_blend)}")
         return " ".join(parts)
 

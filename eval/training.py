@@ -10,9 +10,10 @@ Data (``build_groups``), one group = a query, one positive passage, ``negatives`
   hybrid hits for the title, the document itself excluded. Far more signal than ~800 labels.
 
 A slice of the train queries (``dev_fraction``, drawn with ``seed`` by the rule the embedder's
-dev split uses, so both hold out the same queries) is held out before mining: the gate compares first-stage hybrid with hybrid + the new reranker on it, and the
-model is only recommended (a profile naming it is written) if it is better there, by a margin
-the paired randomisation test does not put down to chance (``--gate-p``, default 0.05).
+dev split uses, so both hold out the same queries) is held out before mining: the gate compares
+first-stage hybrid with hybrid + the new reranker on it, and the model is only recommended (a
+profile naming it is written) if it is better there, by a margin the paired randomisation test
+does not put down to chance (``--gate-p``, default 0.05).
 
 Loss: listwise softmax cross-entropy over each group (the positive against its own hard
 negatives), which is what sentence-transformers' ``MultipleNegativesRankingLoss`` computes without
@@ -124,7 +125,9 @@ def split_dev(train: Dataset, fraction: float, seed: int) -> tuple[Dataset, Data
     """(train minus dev, dev): the judged queries ``held_out_groups`` draws with ``seed``.
 
     Only queries with a relevant judgement are drawn, as only those give the embedder pairs;
-    the others stay in train (they train nothing either way).
+    the others stay in train (they train nothing either way). The embedder also drops a query
+    whose relevant documents are all missing from the corpus; a dataset with such queries can
+    draw different dev queries in the two commands.
     """
     judged = [q for q in train.queries if any(r > 0 for r in train.qrels.get(q, {}).values())]
     dev_groups = held_out_groups(map(query_group, judged), fraction, seed)

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 from eval_tiny import DOCS, QUERIES, TEST, TRAIN, tiny_settings
+from model_helpers import cross_encoder_predict, save_seeded_cross_encoder
 
 from braid.engine.errors import InvalidRequestError
 from braid.engine.searcher import HybridSearcher
-from braid.eval.caching import CachingEmbedder
+from braid.eval.caching import CachingEmbedder, CachingReranker
 from braid.eval.datasets import load_dataset
 from braid.eval.evaluation import evaluate_mode, significance
 from braid.eval.indexes import EvalIndex, open_index
@@ -120,3 +121,20 @@ def test_a_rerank_blend_is_part_of_the_run_tag_and_label() -> None:
     assert half.label().endswith("rd=30 blend=0.5") and "blend" not in pure.label()
     meta = {"dataset": "d", "split": "test", "mode": "hybrid+rerank"}
     assert run_tag(meta | {"params": pure.as_dict()}) != run_tag(meta | {"params": half.as_dict()})
+
+
+def test_caching_reranker_scores_each_head_once(tmp_path: Path) -> None:
+    from braid.engine.reranker import CrossEncoderReranker
+
+    folder = save_seeded_cross_encoder(tmp_path / "ce")
+    cache = CachingReranker(CrossEncoderReranker(str(folder), device="cpu"))
+    passages = ["Sourdough rises with wild yeast.", "Tides follow the moon."]
+    first = cache.score("bread", passages)
+    # the cross-encoder's own scores, computed apart
+    assert first == pytest.approx(cross_encoder_predict(folder, [("bread", p) for p in passages]))
+    first[0] = 99.0  # the caller's copy: the cache keeps its own
+    again = cache.score("bread", passages)
+    assert again[0] != 99.0 and (cache.hits, cache.misses) == (1, 1)
+    cache.score("bread", passages[::-1])  # another head is scored anew
+    assert (cache.hits, cache.misses) == (1, 2)
+    assert cache.model_id == str(folder)
