@@ -292,9 +292,10 @@ def train_and_gate(
         BraidError: the index cannot be opened, or a search fails.
     """
     config = plan.config
-    plan.out_dir.mkdir(parents=True, exist_ok=True)
     index = open_with_progress(folder, settings, index_dir, progress=progress)
     try:
+        # Only once the index opened: a refused index (another model's, say) leaves no folder.
+        plan.out_dir.mkdir(parents=True, exist_ok=True)
         groups = mine_groups(index, plan, folder, progress)
         record = TrainingRecord(
             model=plan.out_dir,

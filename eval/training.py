@@ -18,6 +18,12 @@ does not put down to chance (``--gate-p``, default 0.05).
 Loss: listwise softmax cross-entropy over each group (the positive against its own hard
 negatives), which is what sentence-transformers' ``MultipleNegativesRankingLoss`` computes without
 in-batch negatives; binary cross-entropy learned nothing at this data size (see the notes).
+With ``distill`` above 0 the loss is ``(1 - distill) * that + distill * KL(teacher || model)``
+over the same group: the teacher is the first stage itself, each passage's fused hybrid score
+for the query (over the query's top one, 0 outside its top ``mining_depth``) through a softmax
+at ``distill_temperature``. A cross-encoder taught only by ~800 labels ranks below the fused
+first stage it reranks (README); distillation asks it to keep what that stage knows, as
+listwise distillation from a retriever's scores does in ColBERTv2 and RankGPT-style students.
 The loop is plain torch on the CrossEncoder's underlying model, so it needs neither ``datasets``
 nor ``accelerate``; it checkpoints every ``save_every`` steps (model, optimizer, scheduler, step,
 data order) and resumes an unfinished run of the same configuration.
@@ -40,11 +46,14 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import zip_longest
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from braid.engine.searcher import HybridSearcher
 from braid.eval.datasets import CorpusDoc, Dataset
 from braid.eval.runs import RunParams, search_once
+
+if TYPE_CHECKING:
+    import torch
 
 MODELS_DIR = Path("models") / "rerankers"
 CHECKPOINT = "checkpoint"
@@ -70,10 +79,15 @@ class TrainConfig:
     save_every: int = 50
     gate_rerank_depth: int = 30
     head_lr_scale: float = 20.0  # learning-rate multiplier of the classifier head and pooler
+    distill: float = 0.0  # share of the loss that follows the first stage's scores (module doc)
+    distill_temperature: float = 0.1
 
     def key(self) -> str:
         """Hash of what decides the result (not max_steps/save_every), to match unfinished runs."""
-        decisive = {k: v for k, v in asdict(self).items() if k not in ("max_steps", "save_every")}
+        skipped = {"max_steps", "save_every"}
+        if self.distill == 0:  # keeps the keys of runs from before distillation existed
+            skipped |= {"distill", "distill_temperature"}
+        decisive = {k: v for k, v in asdict(self).items() if k not in skipped}
         return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -83,6 +97,10 @@ class Group:
     positive: str
     negatives: tuple[str, ...]
     source: str  # "labelled" | "title"
+    # The first stage's fused score of the positive, then of each negative, for this query,
+    # over the query's top fused score (0 outside its top mining_depth): distillation's
+    # teacher. Empty in groups saved before distillation existed.
+    teacher: tuple[float, ...] = ()
 
 
 @dataclass
@@ -145,13 +163,26 @@ def split_dev(train: Dataset, fraction: float, seed: int) -> tuple[Dataset, Data
     return subset(keep, f"{train.split}-minus-dev"), subset(dev_ids, f"{train.split}-dev")
 
 
-def _ranked_docs(searcher: HybridSearcher, query: str, mode: str, depth: int) -> list[str]:
+def _scored_docs(searcher: HybridSearcher, query: str, mode: str, depth: int) -> dict[str, float]:
+    """Each document's best hit score, in rank order (a dict keeps it)."""
     response = search_once(searcher, query, RunParams(mode=mode, depth=depth, candidates=depth))
-    seen: dict[str, None] = {}
+    best: dict[str, float] = {}
     for hit in response.hits:
         if hit.doc_id:
-            seen.setdefault(hit.doc_id)
-    return list(seen)
+            best.setdefault(hit.doc_id, hit.score)
+    return best
+
+
+def _ranked_docs(searcher: HybridSearcher, query: str, mode: str, depth: int) -> list[str]:
+    return list(_scored_docs(searcher, query, mode, depth))
+
+
+def _teacher(fused: dict[str, float], docs: Iterable[str]) -> tuple[float, ...]:
+    """``docs``' fused scores over the query's top one; 0 for a document outside the list."""
+    top = max(fused.values(), default=0.0)
+    if top <= 0:
+        return tuple(0.0 for _ in docs)
+    return tuple(max(fused.get(d, 0.0), 0.0) / top for d in docs)
 
 
 def mine_labelled(
@@ -166,16 +197,18 @@ def mine_labelled(
         relevant = {d for d, rel in train.qrels[qid].items() if rel > 0}
         bm25 = _ranked_docs(searcher, text, "bm25", depth)
         dense = _ranked_docs(searcher, text, "dense", depth)
+        fused = _scored_docs(searcher, text, "hybrid", depth)
         interleaved: list[str] = []
         for pair in zip_longest(bm25, dense):
             for doc in pair:
                 if doc and doc not in relevant and doc not in interleaved and doc in corpus:
                     interleaved.append(doc)
-        hard = tuple(passage(corpus[d]) for d in interleaved[:negatives])
-        if len(hard) < negatives:
+        chosen = interleaved[:negatives]
+        if len(chosen) < negatives:
             continue
+        hard = tuple(passage(corpus[d]) for d in chosen)
         groups.extend(
-            Group(text, passage(corpus[d]), hard, "labelled")
+            Group(text, passage(corpus[d]), hard, "labelled", _teacher(fused, [d, *chosen]))
             for d in sorted(relevant)
             if d in corpus
         )
@@ -195,12 +228,12 @@ def mine_titles(
     chosen = rng.sample(eligible, min(count, len(eligible)))
     groups: list[Group] = []
     for doc in chosen:
-        ranked = [d for d in _ranked_docs(searcher, doc.title, "hybrid", depth) if d != doc.doc_id]
-        hard = tuple(
-            passage(corpus[d], with_title=False) for d in ranked[:negatives] if d in corpus
-        )
-        if len(hard) == negatives:
-            groups.append(Group(doc.title, passage(doc, with_title=False), hard, "title"))
+        fused = _scored_docs(searcher, doc.title, "hybrid", depth)
+        ranked = [d for d in fused if d != doc.doc_id and d in corpus][:negatives]
+        if len(ranked) == negatives:
+            hard = tuple(passage(corpus[d], with_title=False) for d in ranked)
+            teacher = _teacher(fused, [doc.doc_id, *ranked])
+            groups.append(Group(doc.title, passage(doc, with_title=False), hard, "title", teacher))
     return groups
 
 
@@ -314,7 +347,8 @@ def train_cross_encoder(
 
     network.train()
     started = time.perf_counter() - state.seconds
-    loss_fn = torch.nn.CrossEntropyLoss()
+    if config.distill > 0 and any(len(g.teacher) != 1 + config.negatives for g in groups):
+        raise ValueError("distillation needs the first stage's scores in every group: re-mine")
     while state.step < total:
         epoch, offset = divmod(state.step, steps_per_epoch)
         idx = order(epoch)[offset * config.batch_groups : (offset + 1) * config.batch_groups]
@@ -331,8 +365,9 @@ def train_cross_encoder(
             return_tensors="pt",
         ).to(network.device)
         logits = network(**features).logits.view(len(batch), width)
-        loss = loss_fn(logits, torch.zeros(len(batch), dtype=torch.long, device=logits.device))
-        loss.backward()
+        teacher = [g.teacher for g in batch] if config.distill > 0 else None
+        loss = group_loss(logits, teacher, config.distill, config.distill_temperature)
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
         torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
@@ -351,6 +386,29 @@ def train_cross_encoder(
     return state
 
 
+def group_loss(
+    logits: torch.Tensor,
+    teacher: Sequence[Sequence[float]] | None,
+    distill: float = 0.0,
+    temperature: float = 0.1,
+) -> torch.Tensor:
+    """The training loss of a batch of groups, ``logits`` one row per group, positive first.
+
+    Listwise softmax cross-entropy with the positive as the target, mixed when ``distill`` is
+    above 0 with ``KL(softmax(teacher / temperature) || softmax(logits))``, averaged over the
+    groups: ``(1 - distill) * cross_entropy + distill * kl``.
+    """
+    import torch
+
+    target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+    loss = torch.nn.functional.cross_entropy(logits, target)
+    if distill <= 0 or teacher is None:
+        return loss
+    soft = torch.softmax(torch.tensor(teacher, device=logits.device) / temperature, dim=1)
+    kl = torch.nn.functional.kl_div(torch.log_softmax(logits, dim=1), soft, reduction="batchmean")
+    return (1.0 - distill) * loss + distill * kl
+
+
 def write_card(folder: Path, record: dict[str, Any]) -> Path:
     """``README.md``: what the model is, what it was trained on, how, and whether it passed."""
     cfg = record["config"]
@@ -364,7 +422,13 @@ def write_card(folder: Path, record: dict[str, Any]) -> Path:
         "",
         f"- created: {record['created']}",
         f"- base: `{cfg['base']}`; loss: listwise softmax cross-entropy (1 positive vs "
-        f"{cfg['negatives']} hard negatives per group)",
+        f"{cfg['negatives']} hard negatives per group)"
+        + (
+            f", {cfg['distill']:g} of it distilled from the first stage's fused scores "
+            f"(temperature {cfg['distill_temperature']:g})"
+            if cfg.get("distill")
+            else ""
+        ),
         f"- data: {record['data']['labelled']} labelled groups from `{cfg['dataset']}` "
         f"`{cfg['split']}` (minus {record['data']['dev_queries']} dev queries), "
         f"{record['data']['title']} self-supervised title -> abstract groups; negatives mined "
@@ -398,7 +462,13 @@ def save_groups(path: Path, groups: Sequence[Group]) -> None:
 def load_groups(path: Path) -> list[Group]:
     with path.open(encoding="utf-8") as handle:
         return [
-            Group(o["query"], o["positive"], tuple(o["negatives"]), o["source"])
+            Group(
+                o["query"],
+                o["positive"],
+                tuple(o["negatives"]),
+                o["source"],
+                tuple(o.get("teacher", ())),
+            )
             for o in map(json.loads, handle)
         ]
 

@@ -71,6 +71,18 @@ def train_reranker_command(
             "the first stage's); 1 = the cross-encoder alone",
         ),
     ] = 1.0,
+    distill: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="share of the loss that follows the first stage's fused scores (distillation; "
+            "0 = labels only)",
+        ),
+    ] = 0.0,
+    distill_temperature: Annotated[
+        float, typer.Option(min=0.001, help="softmax temperature of the first stage's scores")
+    ] = 0.1,
     seed: Annotated[int, typer.Option()] = 13,
     data_dir: DataDirOption = None,
     index_dir: IndexDirOption = None,
@@ -100,6 +112,8 @@ def train_reranker_command(
         save_every=save_every,
         gate_rerank_depth=gate_depth,
         head_lr_scale=head_lr_scale,
+        distill=distill,
+        distill_temperature=distill_temperature,
     )
     with exit_on_error(ExitCode.USAGE):
         device = resolve_device(settings.reranker.device)

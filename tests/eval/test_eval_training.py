@@ -6,7 +6,10 @@ Real training takes many minutes on a CPU; here only the wiring is checked, in a
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -18,11 +21,16 @@ from braid.eval.datasets import iter_corpus, load_dataset
 from braid.eval.embedder_pairs import labelled_pairs
 from braid.eval.embedder_pairs import split_dev as split_embedder_dev
 from braid.eval.indexes import EvalIndex
+from braid.eval.runs import DEFAULT_DOCS
 from braid.eval.training import (
+    Group,
     TrainConfig,
     find_unfinished,
+    group_loss,
+    load_groups,
     mine_labelled,
     mine_titles,
+    save_groups,
     split_dev,
     train_cross_encoder,
 )
@@ -44,6 +52,85 @@ def test_mining_excludes_judged_relevant(tiny_index: EvalIndex, tiny_dataset: Pa
     for group in titles:
         doc = next(d for d in corpus.values() if d.title == group.query)
         assert group.positive == doc.text and doc.text not in group.negatives
+
+
+def test_mined_groups_carry_the_first_stages_scores(
+    tiny_index: EvalIndex, tiny_dataset: Path
+) -> None:
+    searcher = tiny_index.workspace.engine.searcher
+    train = load_dataset(tiny_dataset, "train")
+    corpus = {d.doc_id: d for d in iter_corpus(tiny_dataset)}
+    doc_of = {f"{d.title}\n{d.text}": d.doc_id for d in corpus.values()}
+    body_of = {d.text: d.doc_id for d in corpus.values()}
+    groups = mine_labelled(searcher, train, corpus, negatives=3, depth=10)
+    groups += mine_titles(searcher, corpus, count=4, negatives=2, depth=10, seed=1)
+    for group in groups:
+        # The product's hybrid search for the group's query, read here: each document's best
+        # hit, over the best of all; 0 for a document outside the top 10.
+        hits = searcher.search(
+            group.query, top_k=DEFAULT_DOCS, candidates=10, group_by="document", passages=1
+        ).hits
+        best = {hit.doc_id: hit.score for hit in hits}
+        names = doc_of if group.source == "labelled" else body_of
+        docs = [names[group.positive], *(names[n] for n in group.negatives)]
+        top = max(best.values())
+        assert group.teacher == pytest.approx([best.get(d, 0.0) / top for d in docs])
+        assert max(group.teacher) <= 1.0 and len(group.teacher) == 1 + len(group.negatives)
+    assert any(1.0 in g.teacher for g in groups)
+
+
+def test_groups_saved_before_distillation_load_without_scores(tmp_path: Path) -> None:
+    path = tmp_path / "groups.jsonl"
+    save_groups(path, [Group("q", "p", ("n1", "n2"), "title", (1.0, 0.5, 0.0))])
+    path.write_text(
+        path.read_text()
+        + json.dumps({"query": "q2", "positive": "p2", "negatives": ["n"], "source": "labelled"})
+        + "\n"
+    )
+    assert load_groups(path) == [
+        Group("q", "p", ("n1", "n2"), "title", (1.0, 0.5, 0.0)),
+        Group("q2", "p2", ("n",), "labelled", ()),
+    ]
+
+
+def test_group_loss_by_hand() -> None:
+    torch = pytest.importorskip("torch")
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
+    teacher = [[1.0, 0.9, 0.0], [0.2, 1.0, 0.5]]
+
+    # Cross-entropy with the positive (column 0) as the target, in plain Python.
+    def log_softmax(row: list[float]) -> list[float]:
+        top = max(row)
+        norm = top + math.log(sum(math.exp(v - top) for v in row))
+        return [v - norm for v in row]
+
+    rows = logits.tolist()
+    ce = -sum(log_softmax(r)[0] for r in rows) / 2
+    assert float(group_loss(logits, None)) == pytest.approx(ce, abs=1e-6)
+    assert float(group_loss(logits, teacher, distill=0.0)) == pytest.approx(ce, abs=1e-6)
+    # KL(p || q) with p = softmax(teacher / 0.1), q = softmax(logits), averaged over groups.
+    kl = 0.0
+    for r, t in zip(rows, teacher, strict=True):
+        logp = log_softmax([v / 0.1 for v in t])
+        logq = log_softmax(r)
+        kl += sum(math.exp(a) * (a - b) for a, b in zip(logp, logq, strict=True))
+    kl /= 2
+    mixed = group_loss(logits, teacher, distill=0.25, temperature=0.1)
+    assert float(mixed) == pytest.approx(0.75 * ce + 0.25 * kl, abs=1e-6)
+    assert kl > 0.2  # the teacher disagrees with the second group's logits: the term counts
+
+
+def test_a_config_without_distillation_keeps_its_key() -> None:
+    # Unfinished runs from before distillation existed must still be found and resumed.
+    config = TrainConfig(base="b", dataset="d")
+    before = {
+        k: v
+        for k, v in dataclasses.asdict(config).items()
+        if k not in ("max_steps", "save_every", "distill", "distill_temperature")
+    }
+    expected = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:12]
+    assert config.key() == expected
+    assert TrainConfig(base="b", dataset="d", distill=0.5).key() != expected
 
 
 def test_dev_split_is_held_out(tiny_dataset: Path) -> None:
@@ -99,6 +186,32 @@ def test_train_is_resumable(tiny_index: EvalIndex, tiny_dataset: Path, tmp_path:
     assert (folder / "config.json").is_file() and not (folder / "checkpoint").exists()
 
 
+@pytest.mark.slow  # a short training of a cross-encoder
+def test_distillation_trains_and_needs_the_scores(
+    tiny_index: EvalIndex, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    searcher = tiny_index.workspace.engine.searcher
+    corpus = {d.doc_id: d for d in iter_corpus(tiny_dataset)}
+    groups = mine_labelled(searcher, load_dataset(tiny_dataset, "train"), corpus, 2, 10)
+    config = TrainConfig(
+        base="all-MiniLM-L6-v2",
+        dataset="tiny",
+        negatives=2,
+        batch_groups=2,
+        max_length=32,
+        max_steps=2,
+        self_supervised=0,
+        distill=0.5,
+    )
+    unscored = [dataclasses.replace(g, teacher=()) for g in groups]
+    with pytest.raises(ValueError, match="re-mine"):
+        train_cross_encoder(unscored, config, tmp_path / "unscored")
+    assert not (tmp_path / "unscored" / "config.json").exists()
+    state = train_cross_encoder(groups, config, tmp_path / "distilled")
+    assert state.complete and state.step == 2
+    assert all(math.isfinite(loss) and loss > 0 for loss in state.losses)
+
+
 def test_train_command(tmp_path: Path) -> None:
     datasets = tmp_path / "datasets"
     write_beir(datasets / "tiny")
@@ -126,6 +239,8 @@ def test_train_command(tmp_path: Path) -> None:
             "--dev-fraction",
             "0.4",
             "--blend",
+            "0.5",
+            "--distill",
             "0.5",
             "--json",
         ],
@@ -163,6 +278,7 @@ def test_train_command(tmp_path: Path) -> None:
     )
     card = (model / "README.md").read_text()
     assert "hard negatives" in card and "gate on" in card
+    assert record["config"]["distill"] == 0.5 and "0.5 of it distilled" in card
     # a profile naming the model exists exactly when the gate passed
     profile = tmp_path / "data" / "profiles" / "tiny-rerank.json"
     assert profile.is_file() == record["gate"]["passed"]
