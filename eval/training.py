@@ -290,6 +290,8 @@ def train_cross_encoder(
 
     from braid.engine.model_files import resolve_model_path
 
+    if config.distill > 0 and any(len(g.teacher) != 1 + config.negatives for g in groups):
+        raise ValueError("distillation needs the first stage's scores in every group: re-mine")
     folder.mkdir(parents=True, exist_ok=True)
     checkpoint = folder / CHECKPOINT
     resuming = (checkpoint / "trainer.pt").is_file()
@@ -347,8 +349,6 @@ def train_cross_encoder(
 
     network.train()
     started = time.perf_counter() - state.seconds
-    if config.distill > 0 and any(len(g.teacher) != 1 + config.negatives for g in groups):
-        raise ValueError("distillation needs the first stage's scores in every group: re-mine")
     while state.step < total:
         epoch, offset = divmod(state.step, steps_per_epoch)
         idx = order(epoch)[offset * config.batch_groups : (offset + 1) * config.batch_groups]

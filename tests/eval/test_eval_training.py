@@ -153,21 +153,32 @@ def test_reranker_and_embedder_hold_out_the_same_queries(tiny_dataset: Path) -> 
     )
 
 
-@pytest.mark.slow  # two short trainings of a cross-encoder
-def test_train_is_resumable(tiny_index: EvalIndex, tiny_dataset: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def tiny_groups(tiny_index: EvalIndex, tiny_dataset: Path) -> list[Group]:
+    """Labelled groups of the tiny train split, two mined negatives each."""
     searcher = tiny_index.workspace.engine.searcher
     corpus = {d.doc_id: d for d in iter_corpus(tiny_dataset)}
-    groups = mine_labelled(searcher, load_dataset(tiny_dataset, "train"), corpus, 2, 10)
-    config = TrainConfig(
+    return mine_labelled(searcher, load_dataset(tiny_dataset, "train"), corpus, 2, 10)
+
+
+def tiny_config(**changes: object) -> TrainConfig:
+    """A few steps of the bundled MiniLM on short pairs."""
+    base = TrainConfig(
         base="all-MiniLM-L6-v2",
         dataset="tiny",
         negatives=2,
         batch_groups=2,
         epochs=1.0,
         max_length=32,
-        save_every=1,
         self_supervised=0,
     )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow  # two short trainings of a cross-encoder
+def test_train_is_resumable(tiny_groups: list[Group], tmp_path: Path) -> None:
+    groups = tiny_groups
+    config = tiny_config(save_every=1)
     folder = tmp_path / "models" / "rerankers" / "tiny-v1"
 
     def crash(step: int, total: int, loss: float) -> None:
@@ -187,27 +198,13 @@ def test_train_is_resumable(tiny_index: EvalIndex, tiny_dataset: Path, tmp_path:
 
 
 @pytest.mark.slow  # a short training of a cross-encoder
-def test_distillation_trains_and_needs_the_scores(
-    tiny_index: EvalIndex, tiny_dataset: Path, tmp_path: Path
-) -> None:
-    searcher = tiny_index.workspace.engine.searcher
-    corpus = {d.doc_id: d for d in iter_corpus(tiny_dataset)}
-    groups = mine_labelled(searcher, load_dataset(tiny_dataset, "train"), corpus, 2, 10)
-    config = TrainConfig(
-        base="all-MiniLM-L6-v2",
-        dataset="tiny",
-        negatives=2,
-        batch_groups=2,
-        max_length=32,
-        max_steps=2,
-        self_supervised=0,
-        distill=0.5,
-    )
-    unscored = [dataclasses.replace(g, teacher=()) for g in groups]
+def test_distillation_trains_and_needs_the_scores(tiny_groups: list[Group], tmp_path: Path) -> None:
+    config = tiny_config(max_steps=2, distill=0.5)
+    unscored = [dataclasses.replace(g, teacher=()) for g in tiny_groups]
     with pytest.raises(ValueError, match="re-mine"):
         train_cross_encoder(unscored, config, tmp_path / "unscored")
-    assert not (tmp_path / "unscored" / "config.json").exists()
-    state = train_cross_encoder(groups, config, tmp_path / "distilled")
+    assert not (tmp_path / "unscored").exists()
+    state = train_cross_encoder(tiny_groups, config, tmp_path / "distilled")
     assert state.complete and state.step == 2
     assert all(math.isfinite(loss) and loss > 0 for loss in state.losses)
 
