@@ -22,8 +22,8 @@ With ``distill`` above 0 the loss is ``(1 - distill) * that + distill * KL(teach
 over the same group: the teacher is the first stage itself, each passage's fused hybrid score
 for the query (over the query's top one, 0 outside its top ``mining_depth``) through a softmax
 at ``distill_temperature``. A cross-encoder taught only by ~800 labels ranks below the fused
-first stage it reranks (README); distillation asks it to keep what that stage knows, as
-listwise distillation from a retriever's scores does in ColBERTv2 and RankGPT-style students.
+first stage it reranks (README); distillation asks it to keep what that stage knows. The KL
+term is the one ColBERTv2 distils a cross-encoder into a retriever with, in the other direction.
 The loop is plain torch on the CrossEncoder's underlying model, so it needs neither ``datasets``
 nor ``accelerate``; it checkpoints every ``save_every`` steps (model, optimizer, scheduler, step,
 data order) and resumes an unfinished run of the same configuration.
