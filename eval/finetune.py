@@ -19,7 +19,7 @@ from braid.engine.config import Settings
 from braid.engine.errors import InvalidRequestError
 from braid.engine.profiles import save_profile
 from braid.engine.searcher import HybridSearcher
-from braid.eval.caching import CachingReranker
+from braid.eval.caching import CachingEmbedder, CachingReranker
 from braid.eval.datasets import Dataset, iter_corpus
 from braid.eval.evaluation import evaluate_mode
 from braid.eval.indexes import EvalIndex, open_with_progress
@@ -194,21 +194,34 @@ def mine_groups(
     if groups_file.is_file():
         return load_groups(groups_file)
     config = plan.config
-    searcher = index.workspace.engine.searcher
+    engine = index.workspace.engine
+    # A labelled query is searched three ways (dense, BM25, hybrid): encode it once.
+    searcher = HybridSearcher(
+        CachingEmbedder(engine.embedder),
+        engine.dense,
+        engine.sparse,
+        None,
+        engine.searcher.defaults,
+    )
     corpus = {d.doc_id: d for d in iter_corpus(folder)}
-    with progress("mine negatives") as tick:
-        tick(0, 2)
-        groups = mine_labelled(searcher, plan.train, corpus, config.negatives, config.mining_depth)
-        tick(1, 2)
-        groups += mine_titles(
-            searcher,
-            corpus,
-            config.self_supervised,
-            config.negatives,
-            config.mining_depth,
-            config.seed,
-        )
-        tick(2, 2)
+    try:
+        with progress("mine negatives") as tick:
+            tick(0, 2)
+            groups = mine_labelled(
+                searcher, plan.train, corpus, config.negatives, config.mining_depth
+            )
+            tick(1, 2)
+            groups += mine_titles(
+                searcher,
+                corpus,
+                config.self_supervised,
+                config.negatives,
+                config.mining_depth,
+                config.seed,
+            )
+            tick(2, 2)
+    finally:
+        searcher.close()
     save_groups(groups_file, groups)
     return groups
 
