@@ -65,6 +65,11 @@ class CrossEncoderReranker:
     def model_id(self) -> str:
         return self._name
 
+    @property
+    def device(self) -> str:
+        """Where the torch backend runs (``cuda``, ``cpu``); the ONNX backends run on the CPU."""
+        return "cpu" if self._onnx is not None else self._device
+
     def score(self, query: str, passages: Sequence[str]) -> list[float]:
         """Relevance score of each passage for ``query`` (higher is better)."""
         if not passages:

@@ -126,6 +126,47 @@ def api(
         raise typer.Exit(ExitCode.FAILED)
 
 
+@bench_app.command("rerank")
+def rerank(
+    pairs: Annotated[
+        int, typer.Option(min=1, max=1000, help="passages reranked per call, for one query")
+    ] = 100,
+    calls: Annotated[int, typer.Option(min=3, help="timed calls per backend")] = 20,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="cross-encoder folder; default: reranker.model, else the embedding model "
+            "with a fresh head (what `braid train reranker` starts from: same cost per pair)"
+        ),
+    ] = None,
+    backends: Annotated[
+        str, typer.Option(help="torch (CUDA fp16 when present), onnx, onnx-int8; comma-separated")
+    ] = "torch",
+    corpus: Annotated[
+        Path, typer.Option(help="BEIR folder for the query and passages")
+    ] = DEFAULT_CORPUS,
+    as_json: JsonOption = False,
+) -> None:
+    """Latency of reranking N pairs of one query (p50/p95, pairs/s) per backend."""
+    from braid.eval.bench.rerank import RERANK_BACKENDS
+
+    chosen = [b.strip() for b in backends.split(",") if b.strip()]
+    unknown = sorted(set(chosen) - set(RERANK_BACKENDS))
+    if unknown or not chosen:
+        raise typer.BadParameter(
+            f"unknown backends {unknown}; choose from {', '.join(RERANK_BACKENDS)}",
+            param_hint="--backends",
+        )
+    _require_corpus(corpus, None)
+    from braid.eval.bench.rerank import run_rerank_bench
+
+    try:
+        report = run_rerank_bench(load_settings(), corpus, pairs, calls, chosen, model)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    _emit(report, as_json, _rerank_table)
+
+
 def _require_corpus(corpus: Path, data_dir: Path | None) -> None:
     # Before any model loads or index folder is made: a mistyped path is said at once
     # (after the settings and the data dir, which answer first, as in every command).
@@ -314,15 +355,29 @@ def _cpu_cell(cpu: dict[str, float | None]) -> str:
     return f"{server} / {cpu['load_generator']}"
 
 
+def _rerank_table(report: Report) -> Table:
+    head = ", untrained head: latency only" if report["untrained_head"] else ""
+    title = f"rerank {report['pairs']} pairs of one query, {report['calls']} calls ({report['model']}{head})"
+    columns = ("backend", "device", "dtype", "p50 ms", "p95 ms", "pairs/s")
+    rows: Rows = [
+        (name, e["device_name"], e["dtype"], e["ms"]["p50"], e["ms"]["p95"], e["pairs_per_s"])
+        for name, e in report["backends"].items()
+    ]
+    return title, columns, rows
+
+
 def _ingest_table(report: Report) -> Table:
-    title = f"ingest throughput: {report['documents']:,} docs, {report['chunks']:,} chunks"
+    title = (
+        f"ingest throughput: {report['documents']:,} docs, {report['chunks']:,} chunks "
+        f"({report['embedder_backend']} on {report['device']})"
+    )
     rows: Rows = [
         (
             "braid ingest (read, chunk, embed, write)",
             f"{report['ingest']['docs_per_s']:.1f}",
             f"{report['ingest']['chunks_per_s']:.1f}",
         ),
-        ("raw model.encode, same chunks", "", f"{report['raw_encode']['chunks_per_s']:.1f}"),
+        ("bare passage encoder, same chunks", "", f"{report['raw_encode']['chunks_per_s']:.1f}"),
         ("ratio ingest / raw", "", f"{report['ratio']:.3f}"),
     ]
     return title, ("what", "docs/s", "chunks/s"), rows
