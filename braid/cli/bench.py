@@ -161,7 +161,7 @@ def rerank(
     from braid.eval.bench.rerank import run_rerank_bench
 
     try:
-        report = run_rerank_bench(load_settings(), corpus, pairs, calls, chosen, model)  # type: ignore[arg-type]
+        report = run_rerank_bench(load_settings(), corpus, pairs, calls, chosen, model)
     except ValueError as exc:
         raise fail(str(exc)) from exc
     _emit(report, as_json, _rerank_table)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from braid.engine.config import Settings
+from braid.engine.errors import ConfigError
 from braid.engine.model_files import resolve_model_path
 from braid.engine.reranker import CrossEncoderReranker, RerankBackend
 from braid.eval.bench.corpus import queries
@@ -65,14 +66,19 @@ def run_rerank_bench(
     corpus: Path,
     pairs: int,
     repeats: int,
-    backends: Sequence[RerankBackend],
+    backends: Sequence[str],
     model: str | None = None,
 ) -> dict[str, Any]:
     """Time ``repeats`` calls of ``score(query, pairs passages)`` per backend; return the report.
 
     Each backend first scores ``WARMUP_CALLS`` queries untimed (CUDA kernels, onnxruntime's
     arena); every backend then sees the same queries and passages.
+
+    Raises:
+        ValueError: an unknown backend, or fewer documents than ``pairs``, or no queries.
+        ConfigError: the model cannot be loaded.
     """
+    chosen = [_backend(name) for name in backends]
     texts = passages(corpus, pairs)
     if len(texts) < pairs:
         raise ValueError(f"{corpus} has {len(texts)} documents, fewer than {pairs} pairs")
@@ -95,7 +101,7 @@ def run_rerank_bench(
     }
     with tempfile.TemporaryDirectory(prefix="braid-bench-rerank-") as scratch:
         source = _cross_encoder_folder(folder, Path(scratch)) if untrained else folder
-        for backend in backends:
+        for backend in chosen:
             reranker = CrossEncoderReranker(
                 str(source),
                 device=reranker_settings.device if backend == "torch" else "cpu",
@@ -108,11 +114,21 @@ def run_rerank_bench(
     return report
 
 
+def _backend(name: str) -> RerankBackend:
+    for backend in RERANK_BACKENDS:
+        if backend == name:
+            return backend
+    raise ValueError(f"unknown rerank backend {name!r}; choose from {', '.join(RERANK_BACKENDS)}")
+
+
 def _cross_encoder_folder(embedder_folder: Path, scratch: Path) -> Path:
     from sentence_transformers import CrossEncoder
 
     out = scratch / "cross-encoder"
-    CrossEncoder(str(embedder_folder), num_labels=1, device="cpu").save(str(out))
+    try:
+        CrossEncoder(str(embedder_folder), num_labels=1, device="cpu").save(str(out))
+    except (OSError, ValueError) as exc:  # the words CrossEncoderReranker uses for its own
+        raise ConfigError(f"cannot load reranker {str(embedder_folder)!r}: {exc}") from exc
     return out
 
 

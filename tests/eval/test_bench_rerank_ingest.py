@@ -77,6 +77,11 @@ def test_bench_rerank_refuses_an_unknown_backend_and_too_many_pairs(tiny_dataset
     too_many = _bench("rerank", "--pairs", "17", "--corpus", str(tiny_dataset))
     assert too_many.exit_code == 1
     assert "16 documents, fewer than 17 pairs" in " ".join(too_many.output.split())
+    missing = _bench(
+        "rerank", "--model", "/no/such/model", "--pairs", "4", "--corpus", str(tiny_dataset)
+    )
+    assert missing.exit_code == 1
+    assert "cannot load reranker '/no/such/model'" in " ".join(missing.output.split())
 
 
 @pytest.mark.slow
