@@ -378,6 +378,13 @@ TABLE: dict[str, Row] = {
             _case("a missing corpus", "--corpus {missing}", FAILED, "{missing}"),
         ),
     ),
+    "bench rerank": Row(
+        cases=(
+            _case("no pairs", "--pairs 0", USAGE, "Invalid value for '--pairs'"),
+            _case("an unknown backend", "--backends torch,tpu", USAGE, "['tpu']"),
+            _case("a missing corpus", "--corpus {missing}", FAILED, "{missing}"),
+        ),
+    ),
     "bench sparse": Row(
         cases=(
             _case(
