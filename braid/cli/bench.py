@@ -88,7 +88,7 @@ def ingest(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Ingest throughput vs raw model.encode on the same chunks, in one run."""
+    """Ingest throughput vs the bare passage encoder on the same chunks, in one run."""
     _require_corpus(corpus, data_dir)
     from braid.eval.bench.ingest import run_ingest_bench
 
