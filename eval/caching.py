@@ -14,11 +14,16 @@ it has no ``embed`` cost after the first pass: sweeps report quality, ``braid ev
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from braid.engine.models import ModelInfo
 from braid.engine.protocols import Embedder, Reranker, Vectors
+from braid.engine.searcher import HybridSearcher
+
+if TYPE_CHECKING:
+    from braid.engine.factory import Engine
 
 
 class CachingEmbedder:
@@ -86,3 +91,16 @@ class CachingReranker:
             self.misses += 1
             self._cache[key] = self._inner.score(query, passages)
         return list(self._cache[key])
+
+
+def caching_searcher(engine: Engine) -> HybridSearcher:
+    """A searcher over ``engine``'s stores and defaults that encodes each query text once and
+    never reranks: for callers that search the same queries several times (a sweep's points,
+    mining's dense, BM25 and hybrid searches). Close it when done."""
+    return HybridSearcher(
+        CachingEmbedder(engine.embedder),
+        engine.dense,
+        engine.sparse,
+        None,
+        engine.searcher.defaults,
+    )

@@ -19,7 +19,7 @@ from braid.engine.config import Settings
 from braid.engine.errors import InvalidRequestError
 from braid.engine.profiles import save_profile
 from braid.engine.searcher import HybridSearcher
-from braid.eval.caching import CachingEmbedder, CachingReranker
+from braid.eval.caching import CachingReranker, caching_searcher
 from braid.eval.datasets import Dataset, iter_corpus
 from braid.eval.evaluation import evaluate_mode
 from braid.eval.indexes import EvalIndex, open_with_progress
@@ -196,13 +196,7 @@ def mine_groups(
     config = plan.config
     engine = index.workspace.engine
     # A labelled query is searched three ways (dense, BM25, hybrid): encode it once.
-    searcher = HybridSearcher(
-        CachingEmbedder(engine.embedder),
-        engine.dense,
-        engine.sparse,
-        None,
-        engine.searcher.defaults,
-    )
+    searcher = caching_searcher(engine)
     corpus = {d.doc_id: d for d in iter_corpus(folder)}
     try:
         with progress("mine negatives") as tick:

@@ -14,8 +14,7 @@ from pathlib import Path
 from braid.engine.config import Settings
 from braid.engine.errors import InvalidRequestError
 from braid.engine.profiles import save_profile
-from braid.engine.searcher import HybridSearcher
-from braid.eval.caching import CachingEmbedder
+from braid.eval.caching import caching_searcher
 from braid.eval.datasets import Dataset, load_dataset
 from braid.eval.evaluation import (
     ModeResult,
@@ -159,13 +158,7 @@ def tune_fusion(
     try:
         engine = index.workspace.engine
         # Every point asks the same queries: encode each once.
-        cached = HybridSearcher(
-            CachingEmbedder(engine.embedder),
-            engine.dense,
-            engine.sparse,
-            None,
-            engine.searcher.defaults,
-        )
+        cached = caching_searcher(engine)
         try:
             with progress("sweep") as tick:
                 points = run_sweep(
